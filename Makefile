@@ -1,0 +1,89 @@
+# retool-operator: every task is one command. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+LOCAL := .local
+LOCAL_KUBECONFIG := $(LOCAL)/kubeconfig
+PGDATA_DIR := $(LOCAL)/postgres
+# pytest-xdist workers for the end-to-end suite: each test gets its own namespace and operator.
+E2E_WORKERS ?= 4
+PYTEST_ARGS ?=
+
+# `make run KUBECONFIG=...` on the command line means "use that cluster, skip the local one".
+ifeq ($(origin KUBECONFIG),command line)
+RUN_KUBECONFIG := $(KUBECONFIG)
+else
+RUN_KUBECONFIG := $(abspath $(LOCAL_KUBECONFIG))
+endif
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+.PHONY: venv
+venv: $(BIN)/.installed ## Create the virtualenv and install the project with its dev tools
+
+.PHONY: binaries
+binaries: ## Build (once, cached outside the repo) the control-plane binaries from the Go module proxy
+	bash hack/build-binaries.sh all
+
+.PHONY: cluster-up
+cluster-up: ## Start the local control plane (kube-apiserver, etcd, ... run by kwokctl); idempotent
+	bash hack/cluster.sh up
+
+.PHONY: cluster-down
+cluster-down: ## Stop and delete the local control plane
+	bash hack/cluster.sh down
+
+.PHONY: postgres-up
+postgres-up: venv ## Start a local PostgreSQL server for `make run` (data in .local/postgres)
+	$(BIN)/python -m tests.support.pgserver up $(PGDATA_DIR) > $(LOCAL)/postgres.env
+	@cat $(LOCAL)/postgres.env
+
+.PHONY: postgres-down
+postgres-down: venv ## Stop the local PostgreSQL server
+	$(BIN)/python -m tests.support.pgserver down $(PGDATA_DIR)
+
+.PHONY: crds
+crds: venv ## Regenerate crds/ from the models
+	$(BIN)/retool-operator crds > crds/retooldeployments.yaml
+
+.PHONY: lint
+lint: venv ## ruff, formatting, mypy --strict, import-linter contracts
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+.PHONY: unit
+unit: venv ## Unit tests of the pure core (no cluster, seconds)
+	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
+
+.PHONY: e2e
+e2e: venv cluster-up ## End-to-end tests against the local control plane and a real PostgreSQL
+	$(BIN)/pytest tests/e2e -q -n $(E2E_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+.PHONY: test
+test: lint unit e2e ## The whole suite: lint, types, unit and end-to-end tests
+
+.PHONY: run
+run: venv ## Run the operator in the foreground against the local control plane (or KUBECONFIG=...)
+ifneq ($(origin KUBECONFIG),command line)
+	$(MAKE) cluster-up postgres-up
+endif
+	KUBECONFIG=$(RUN_KUBECONFIG) bash hack/run.sh
+
+.PHONY: clean
+clean: ## Remove the virtualenv and local state (the binary cache outside the repo stays)
+	-bash hack/cluster.sh down
+	-$(BIN)/python -m tests.support.pgserver down $(PGDATA_DIR)
+	rm -rf $(VENV) $(LOCAL) .pytest_cache .mypy_cache .ruff_cache

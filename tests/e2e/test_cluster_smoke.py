@@ -1,0 +1,93 @@
+"""The local control plane behaves as the other end-to-end tests assume (DESIGN.md section 5)."""
+
+from __future__ import annotations
+
+import time
+
+from kubernetes import client
+
+from tests.support.waiting import wait_for
+
+DEADLINE = 60.0
+
+
+def _deployment(name: str, replicas: int) -> dict[str, object]:
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "web", "image": "example/web:1.0.0"}]},
+            },
+        },
+    }
+
+
+def _pod(name: str, image: str, annotations: dict[str, str] | None = None) -> dict[str, object]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "annotations": annotations or {}},
+        "spec": {"containers": [{"name": "main", "image": image}]},
+    }
+
+
+def _is_ready(pod: client.V1Pod) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+def test_deployment_pods_become_ready_on_kwok_nodes(cluster_api: client.ApiClient, namespace: str) -> None:
+    """A 3-replica Deployment gets 3 Ready pods, each scheduled onto a kwok node."""
+    client.AppsV1Api(cluster_api).create_namespaced_deployment(namespace, _deployment("web", 3))
+    core = client.CoreV1Api(cluster_api)
+
+    def ready_pods() -> list[client.V1Pod] | None:
+        pods = core.list_namespaced_pod(namespace, label_selector="app=web").items
+        ready = [p for p in pods if _is_ready(p)]
+        return ready if len(ready) == 3 else None
+
+    pods = wait_for(ready_pods, DEADLINE, "3 Ready pods of Deployment web")
+    nodes = {n.metadata.name: n for n in core.list_node().items}
+    for pod in pods:
+        node = nodes[pod.spec.node_name]
+        assert node.metadata.annotations.get("kwok.x-k8s.io/node") == "fake"
+
+
+def test_neverready_image_never_becomes_ready(cluster_api: client.ApiClient, namespace: str) -> None:
+    """A pod whose tag ends in -neverready runs but stays not Ready, unlike its healthy twin."""
+    core = client.CoreV1Api(cluster_api)
+    core.create_namespaced_pod(namespace, _pod("broken", "tryretool/backend:3.200.0-neverready"))
+    core.create_namespaced_pod(namespace, _pod("healthy", "tryretool/backend:3.200.0-stable"))
+    wait_for(
+        lambda: _is_ready(core.read_namespaced_pod("healthy", namespace)) or None,
+        DEADLINE,
+        "the healthy pod to become Ready",
+    )
+    # kwok handles both pods alike, so once the broken one has its status it will not change.
+    broken = wait_for(
+        lambda: (p := core.read_namespaced_pod("broken", namespace)).status.pod_ip and p,
+        DEADLINE,
+        "the broken pod to be started by kwok",
+    )
+    assert broken.status.phase == "Running"
+    assert not _is_ready(broken)
+    assert broken.status.container_statuses[0].state.waiting.reason == "CrashLoopBackOff"
+
+
+def test_ready_delay_annotation_is_honoured(cluster_api: client.ApiClient, namespace: str) -> None:
+    """pod-ready.stage.kwok.x-k8s.io/delay holds a pod not Ready for that long (a slow migration)."""
+    core = client.CoreV1Api(cluster_api)
+    annotations = {"pod-ready.stage.kwok.x-k8s.io/delay": "4s"}
+    started = time.monotonic()
+    core.create_namespaced_pod(namespace, _pod("slow", "tryretool/backend:3.200.0", annotations))
+    wait_for(
+        lambda: _is_ready(core.read_namespaced_pod("slow", namespace)) or None,
+        DEADLINE,
+        "the delayed pod to become Ready",
+    )
+    assert time.monotonic() - started >= 3.5
