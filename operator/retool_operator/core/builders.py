@@ -1,0 +1,549 @@
+"""Pure builders of the children of a RetoolDeployment, as plain dicts for server-side apply.
+
+Each builder renders one manifest from the owner, the spec and what the state machine decided for
+the component: the `version` (image tag) it runs and its `replicas`. `desired_children` renders
+the whole set for a plan.
+
+The operator skips a write when the desired manifest is a subset of the live object, so every
+manifest here is written to survive the API server's defaulting and normalisation unchanged:
+
+- no empty strings, lists or maps (the server drops them, so they would never appear live);
+- counts as ints, ports with an explicit `protocol` (it is part of the list's merge key);
+- no field the server rewrites: quantities from the spec are passed through as the user wrote
+  them (an int becomes its decimal string, which the server keeps), never computed here;
+- server defaults are written only where they carry meaning (the jobs-runner's
+  `podManagementPolicy: OrderedReady` and `updateStrategy` are the singleton guarantee).
+
+A user-written quantity the server canonicalises (`cpu: "0.5"` is stored as `500m`) still differs
+from its live form; comparing quantities by value is the comparison's job, not the builders'.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from retool_operator.core import naming
+from retool_operator.core.models import (
+    Component,
+    ComponentSpec,
+    EnvVar,
+    RetoolDeploymentSpec,
+    SslMode,
+    parse_duration,
+)
+from retool_operator.core.naming import Owner
+from retool_operator.core.versions import parse
+
+Manifest = dict[str, Any]
+
+API_PORT = 3000
+JOBS_RUNNER_HEALTH_PORT = 3003
+CODE_EXECUTOR_PORT = 3004
+# Not in DESIGN.md: Retool's Helm chart runs the workflows worker's health check on 3005.
+WORKFLOWS_WORKER_HEALTH_PORT = 3005
+
+HEALTH_PATH = "/api/checkHealth"
+JOBS_RUNNER_HEALTH_PATH = "/api/checkJobsRunnerHealth"
+
+# Secret keys as Retool's Helm chart names them (DESIGN.md section 3).
+LICENSE_KEY_KEY = "license-key"
+ENCRYPTION_KEY_KEY = "encryption-key"
+JWT_SECRET_KEY = "jwt-secret"  # noqa: S105 (the name of a key, not a secret)
+
+_SSL_MODES_WITH_TLS = frozenset({SslMode.REQUIRE, SslMode.VERIFY_CA, SslMode.VERIFY_FULL})
+_PROBE_PERIOD_SECONDS = 10
+_PROBE_TIMEOUT_SECONDS = 10
+_LIVENESS_PERIOD_SECONDS = 30
+
+# Kinds the operator creates, for listing (and pruning) children by label.
+CHILD_KINDS: tuple[tuple[str, str], ...] = (
+    ("apps/v1", "Deployment"),
+    ("apps/v1", "StatefulSet"),
+    ("v1", "Service"),
+    ("policy/v1", "PodDisruptionBudget"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+)
+
+OPTIONAL_COMPONENTS = (
+    Component.WORKFLOWS_BACKEND,
+    Component.WORKFLOWS_WORKER,
+    Component.CODE_EXECUTOR,
+)
+
+
+@dataclass(frozen=True)
+class WorkloadPlan:
+    """What the state machine decided for one component: its version and replica count.
+
+    `replicas` None omits the field (for the api: the HPA owns it). The jobs-runner ignores
+    `replicas`: it always runs exactly one.
+    """
+
+    version: str
+    replicas: int | None
+
+
+@dataclass(frozen=True)
+class _Traits:
+    """Per-component facts from DESIGN.md section 2."""
+
+    service_type: str | None
+    port: int
+    health_path: str
+    args: tuple[str, ...]
+
+
+_BACKEND_ARGS = ("bash", "./docker_scripts/start_api.sh")
+_TRAITS: dict[Component, _Traits] = {
+    Component.API: _Traits(
+        "MAIN_BACKEND,DB_CONNECTOR,DB_SSH_CONNECTOR", API_PORT, HEALTH_PATH, _BACKEND_ARGS
+    ),
+    Component.JOBS_RUNNER: _Traits(
+        "JOBS_RUNNER", JOBS_RUNNER_HEALTH_PORT, JOBS_RUNNER_HEALTH_PATH, _BACKEND_ARGS
+    ),
+    Component.WORKFLOWS_BACKEND: _Traits("WORKFLOW_BACKEND", API_PORT, HEALTH_PATH, _BACKEND_ARGS),
+    Component.WORKFLOWS_WORKER: _Traits(
+        "WORKFLOW_TEMPORAL_WORKER", WORKFLOWS_WORKER_HEALTH_PORT, HEALTH_PATH, _BACKEND_ARGS
+    ),
+    # The code executor is a separate image with its own start script and no database access.
+    Component.CODE_EXECUTOR: _Traits(None, CODE_EXECUTOR_PORT, HEALTH_PATH, ("bash", "start.sh")),
+}
+
+
+# --- spec access ------------------------------------------------------------------------------
+
+
+def component_spec(spec: RetoolDeploymentSpec, component: Component) -> ComponentSpec:
+    """The spec section of a component; ValueError when an optional component is not enabled."""
+    section: ComponentSpec | None = getattr(spec, component.field)
+    if section is None:
+        raise ValueError(f"component {component.value} is not enabled in the spec")
+    return section
+
+
+def image(spec: RetoolDeploymentSpec, component: Component, version: str) -> str:
+    """The image reference a component runs at `version`."""
+    repository = spec.code_executor_image if component is Component.CODE_EXECUTOR else spec.image
+    return f"{repository}:{version}"
+
+
+# --- environment ------------------------------------------------------------------------------
+
+
+def _value(name: str, value: str) -> dict[str, Any]:
+    """A literal env entry."""
+    return {"name": name, "value": value}
+
+
+def _secret(name: str, secret: str, key: str, *, optional: bool = False) -> dict[str, Any]:
+    """An env entry read from a Secret key; the operator never handles the value itself."""
+    ref: dict[str, Any] = {"name": secret, "key": key}
+    if optional:
+        ref["optional"] = True
+    return {"name": name, "valueFrom": {"secretKeyRef": ref}}
+
+
+def _database_env(spec: RetoolDeploymentSpec) -> list[dict[str, Any]]:
+    """POSTGRES_* variables of every backend container."""
+    db = spec.database
+    ssl = "true" if db.ssl_mode in _SSL_MODES_WITH_TLS else "false"
+    return [
+        _value("POSTGRES_HOST", db.host),
+        _value("POSTGRES_PORT", str(db.port)),
+        _value("POSTGRES_DB", db.name),
+        _value("POSTGRES_USER", db.user),
+        _secret("POSTGRES_PASSWORD", db.password_secret_ref.name, db.password_secret_ref.key),
+        _value("POSTGRES_SSL_ENABLED", ssl),
+    ]
+
+
+def _secrets_env(spec: RetoolDeploymentSpec) -> list[dict[str, Any]]:
+    """LICENSE_KEY, ENCRYPTION_KEY and the optional JWT_SECRET from spec.secretRef."""
+    secret = spec.secret_ref.name
+    return [
+        _secret("LICENSE_KEY", secret, LICENSE_KEY_KEY),
+        _secret("ENCRYPTION_KEY", secret, ENCRYPTION_KEY_KEY),
+        _secret("JWT_SECRET", secret, JWT_SECRET_KEY, optional=True),
+    ]
+
+
+def migration_timeout_seconds(spec: RetoolDeploymentSpec) -> int:
+    """spec.upgrade.migrationTimeout in whole seconds, rounded up (at least 1)."""
+    return max(1, math.ceil(parse_duration(spec.upgrade.migration_timeout)))
+
+
+def _component_env(spec: RetoolDeploymentSpec, component: Component) -> list[dict[str, Any]]:
+    """Variables specific to one component."""
+    if component is Component.JOBS_RUNNER:
+        seconds = str(migration_timeout_seconds(spec))
+        return [_value("DATABASE_MIGRATIONS_TIMEOUT_SECONDS", seconds)]
+    if component is Component.WORKFLOWS_BACKEND:
+        return [_value("DISABLE_DATABASE_MIGRATIONS", "true")]
+    if component is Component.WORKFLOWS_WORKER:
+        return [
+            _value("DISABLE_DATABASE_MIGRATIONS", "true"),
+            _value("WORKFLOW_WORKER_HEALTHCHECK_PORT", str(WORKFLOWS_WORKER_HEALTH_PORT)),
+        ]
+    return []
+
+
+def operator_env(spec: RetoolDeploymentSpec, component: Component) -> list[dict[str, Any]]:
+    """The variables the operator sets for a component, before the user's `env`."""
+    env = [_value("NODE_ENV", "production")]
+    service_type = _TRAITS[component].service_type
+    if service_type is None:
+        # The code executor runs users' code: it gets neither the database nor the keys.
+        return env
+    env.append(_value("SERVICE_TYPE", service_type))
+    return env + _database_env(spec) + _secrets_env(spec) + _component_env(spec, component)
+
+
+def _user_env_entry(var: EnvVar) -> dict[str, Any]:
+    """A user env entry as the server stores it (an empty `value` is omitted there)."""
+    entry: dict[str, Any] = {"name": var.name}
+    if var.value:
+        entry["value"] = var.value
+    if var.value_from:
+        entry["valueFrom"] = var.to_api()["valueFrom"]
+    return entry
+
+
+def merge_env(operator: list[dict[str, Any]], user: list[EnvVar]) -> list[dict[str, Any]]:
+    """The operator's variables, then the user's; a user variable replaces a same-named one.
+
+    The user wins so any Retool setting can be tuned without an operator release (including
+    SERVICE_TYPE, at the user's risk). Names stay unique, as server-side apply requires of a
+    list keyed by name: an overridden operator entry is dropped, and a name the user lists twice
+    keeps its last value at its first position.
+    """
+    overrides: dict[str, dict[str, Any]] = {}
+    for var in user:
+        overrides[var.name] = _user_env_entry(var)
+    kept = [entry for entry in operator if entry["name"] not in overrides]
+    return kept + list(overrides.values())
+
+
+# --- pod template -----------------------------------------------------------------------------
+
+
+def _probe_periods(seconds: float) -> int:
+    """How many probe periods cover `seconds` (at least one)."""
+    return max(1, math.ceil(seconds / _PROBE_PERIOD_SECONDS))
+
+
+def _startup_seconds(spec: RetoolDeploymentSpec, component: Component) -> float:
+    """How long a container may take to start: migrations for the jobs-runner, else verify."""
+    if component is Component.JOBS_RUNNER:
+        return parse_duration(spec.upgrade.migration_timeout)
+    return parse_duration(spec.upgrade.verify_timeout)
+
+
+def _probes(spec: RetoolDeploymentSpec, component: Component) -> dict[str, Any]:
+    """Startup, readiness and liveness probes on the component's health endpoint.
+
+    The startup probe holds liveness off while the container starts: a jobs-runner migrating the
+    database answers no health check, and a liveness restart would abort the migration.
+    """
+    traits = _TRAITS[component]
+
+    def http_get() -> dict[str, Any]:
+        """A fresh httpGet action (shared dicts would become YAML anchors)."""
+        return {"path": traits.health_path, "port": traits.port}
+
+    return {
+        "startupProbe": {
+            "httpGet": http_get(),
+            "periodSeconds": _PROBE_PERIOD_SECONDS,
+            "timeoutSeconds": _PROBE_TIMEOUT_SECONDS,
+            "failureThreshold": _probe_periods(_startup_seconds(spec, component)),
+        },
+        "readinessProbe": {
+            "httpGet": http_get(),
+            "periodSeconds": _PROBE_PERIOD_SECONDS,
+            "timeoutSeconds": _PROBE_TIMEOUT_SECONDS,
+        },
+        "livenessProbe": {
+            "httpGet": http_get(),
+            "periodSeconds": _LIVENESS_PERIOD_SECONDS,
+            "timeoutSeconds": _PROBE_TIMEOUT_SECONDS,
+        },
+    }
+
+
+def _resources(section: ComponentSpec) -> dict[str, Any]:
+    """Requests and limits as given, ints as strings (the form the server returns)."""
+    resources: dict[str, Any] = {}
+    for field, quantities in (
+        ("requests", section.resources.requests),
+        ("limits", section.resources.limits),
+    ):
+        if quantities:
+            resources[field] = {name: str(value) for name, value in quantities.items()}
+    return resources
+
+
+def _container_security_context(component: Component) -> dict[str, Any]:
+    """Least privilege, except the code executor, whose nsjail sandbox needs a privileged pod."""
+    if component is Component.CODE_EXECUTOR:
+        # Retool's own manifests run it privileged; without that, users' code runs unsandboxed.
+        return {"privileged": True}
+    return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
+def _container(spec: RetoolDeploymentSpec, component: Component, version: str) -> dict[str, Any]:
+    """The one Retool container of a component's pods."""
+    section = component_spec(spec, component)
+    traits = _TRAITS[component]
+    container: dict[str, Any] = {
+        "name": component.value,
+        "image": image(spec, component, version),
+        "args": list(traits.args),
+        "ports": [{"name": "http", "containerPort": traits.port, "protocol": "TCP"}],
+        "env": merge_env(operator_env(spec, component), section.env),
+    }
+    resources = _resources(section)
+    if resources:
+        container["resources"] = resources
+    container.update(_probes(spec, component))
+    container["securityContext"] = _container_security_context(component)
+    return container
+
+
+def _pod_template(
+    owner: Owner, spec: RetoolDeploymentSpec, component: Component, version: str
+) -> dict[str, Any]:
+    """The pod template: labels with the version, the user's annotations, one container."""
+    section = component_spec(spec, component)
+    metadata: dict[str, Any] = {"labels": naming.labels(owner.name, component, version)}
+    if section.pod_annotations:
+        metadata["annotations"] = dict(section.pod_annotations)
+    pod: dict[str, Any] = {
+        # Retool never talks to the Kubernetes API, and Service links would add stray
+        # *_SERVICE_HOST/*_PORT variables that could shadow Retool settings.
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "containers": [_container(spec, component, version)],
+    }
+    if component is not Component.CODE_EXECUTOR:
+        pod["securityContext"] = {"seccompProfile": {"type": "RuntimeDefault"}}
+    if spec.image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": ref.name} for ref in spec.image_pull_secrets]
+    return {"metadata": metadata, "spec": pod}
+
+
+# --- manifests --------------------------------------------------------------------------------
+
+
+def _metadata(
+    owner: Owner,
+    name: str,
+    component: Component,
+    version: str,
+    annotations: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Name, namespace, the five labels and the controller owner reference."""
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": naming.labels(owner.name, component, version),
+    }
+    if annotations:
+        metadata["annotations"] = dict(annotations)
+    metadata["ownerReferences"] = [owner.owner_reference()]
+    return metadata
+
+
+def _check(version: str, replicas: int | None) -> None:
+    """Refuse a version that is no Retool tag and a negative replica count."""
+    parse(version)
+    if replicas is not None and replicas < 0:
+        raise ValueError(f"replicas must not be negative, got {replicas}")
+
+
+def _deployment(
+    owner: Owner,
+    spec: RetoolDeploymentSpec,
+    component: Component,
+    version: str,
+    replicas: int | None,
+    *,
+    strategy: dict[str, Any] | None = None,
+) -> Manifest:
+    """A Deployment of one component; `replicas` None leaves the field out."""
+    _check(version, replicas)
+    body: dict[str, Any] = {}
+    if replicas is not None:
+        body["replicas"] = replicas
+    body["selector"] = {"matchLabels": naming.selector_labels(owner.name, component)}
+    if strategy is not None:
+        body["strategy"] = strategy
+    body["template"] = _pod_template(owner, spec, component, version)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(
+            owner, naming.workload_name(owner.name, component), component, version
+        ),
+        "spec": body,
+    }
+
+
+def build_api_deployment(
+    owner: Owner, spec: RetoolDeploymentSpec, version: str, replicas: int | None
+) -> Manifest:
+    """The api Deployment; it rolls with `maxUnavailable: 0` so capacity never drops."""
+    strategy = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}}
+    return _deployment(owner, spec, Component.API, version, replicas, strategy=strategy)
+
+
+def build_jobs_runner_statefulset(
+    owner: Owner, spec: RetoolDeploymentSpec, version: str
+) -> Manifest:
+    """The jobs-runner StatefulSet: one replica whatever the spec says, replaced stop-then-start.
+
+    A StatefulSet with OrderedReady deletes the old pod before it creates the new one, so two
+    jobs-runners (two migrators) never run at once, which a Deployment's rolling update allows.
+    """
+    _check(version, None)
+    component = Component.JOBS_RUNNER
+    name = naming.workload_name(owner.name, component)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": _metadata(owner, name, component, version),
+        "spec": {
+            "replicas": 1,
+            "serviceName": naming.jobs_runner_service_name(owner.name),
+            "podManagementPolicy": "OrderedReady",
+            "updateStrategy": {"type": "RollingUpdate"},
+            "selector": {"matchLabels": naming.selector_labels(owner.name, component)},
+            "template": _pod_template(owner, spec, component, version),
+        },
+    }
+
+
+def build_optional_deployment(
+    component: Component,
+    owner: Owner,
+    spec: RetoolDeploymentSpec,
+    version: str,
+    replicas: int | None,
+) -> Manifest:
+    """The Deployment of workflows-backend, workflows-worker or code-executor."""
+    if component not in OPTIONAL_COMPONENTS:
+        raise ValueError(f"{component.value} is not an optional component")
+    return _deployment(owner, spec, component, version, replicas)
+
+
+def build_api_service(owner: Owner, spec: RetoolDeploymentSpec, version: str) -> Manifest:
+    """The api Service: spec.service.port to container port 3000 of the api pods."""
+    component = Component.API
+    service = spec.service
+    name = naming.service_name(owner.name)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(owner, name, component, version, service.annotations),
+        "spec": {
+            "type": service.type.value,
+            "selector": naming.selector_labels(owner.name, component),
+            "ports": [
+                {"name": "http", "port": service.port, "targetPort": API_PORT, "protocol": "TCP"}
+            ],
+        },
+    }
+
+
+def build_pod_disruption_budget(owner: Owner, spec: RetoolDeploymentSpec, version: str) -> Manifest:
+    """The api PodDisruptionBudget; ValueError when spec.api.podDisruptionBudget is not set.
+
+    The bound the spec sets (the model admits at most one); with neither, maxUnavailable is 1.
+    """
+    pdb = spec.api.pod_disruption_budget
+    if pdb is None:
+        raise ValueError("spec.api.podDisruptionBudget is not set")
+    component = Component.API
+    body: dict[str, Any] = {
+        "selector": {"matchLabels": naming.selector_labels(owner.name, component)}
+    }
+    if pdb.min_available is not None:
+        body["minAvailable"] = pdb.min_available
+    else:
+        body["maxUnavailable"] = 1 if pdb.max_unavailable is None else pdb.max_unavailable
+    name = naming.pod_disruption_budget_name(owner.name)
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(owner, name, component, version),
+        "spec": body,
+    }
+
+
+def build_horizontal_pod_autoscaler(
+    owner: Owner, spec: RetoolDeploymentSpec, version: str
+) -> Manifest:
+    """The api HPA on CPU utilisation; ValueError when spec.api.autoscaling is not set."""
+    autoscaling = spec.api.autoscaling
+    if autoscaling is None:
+        raise ValueError("spec.api.autoscaling is not set")
+    component = Component.API
+    name = naming.horizontal_pod_autoscaler_name(owner.name)
+    target = {
+        "type": "Utilization",
+        "averageUtilization": autoscaling.target_cpu_utilization_percentage,
+    }
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _metadata(owner, name, component, version),
+        "spec": {
+            "scaleTargetRef": {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "name": naming.workload_name(owner.name, component),
+            },
+            "minReplicas": autoscaling.min_replicas,
+            "maxReplicas": autoscaling.max_replicas,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": target}}],
+        },
+    }
+
+
+def build_workload(
+    owner: Owner,
+    spec: RetoolDeploymentSpec,
+    component: Component,
+    version: str,
+    replicas: int | None,
+) -> Manifest:
+    """The Deployment or StatefulSet of any component (the jobs-runner ignores `replicas`)."""
+    if component is Component.API:
+        return build_api_deployment(owner, spec, version, replicas)
+    if component is Component.JOBS_RUNNER:
+        return build_jobs_runner_statefulset(owner, spec, version)
+    return build_optional_deployment(component, owner, spec, version, replicas)
+
+
+def desired_children(
+    owner: Owner, spec: RetoolDeploymentSpec, plan: Mapping[Component, WorkloadPlan]
+) -> list[Manifest]:
+    """Every child the plan calls for: its workloads, then the api's Service, PDB and HPA.
+
+    Workloads come in `Component` order whatever the plan's order, so the result is deterministic.
+    """
+    children = [
+        build_workload(owner, spec, component, plan[component].version, plan[component].replicas)
+        for component in Component
+        if component in plan
+    ]
+    api = plan.get(Component.API)
+    if api is not None:
+        children.append(build_api_service(owner, spec, api.version))
+        if spec.api.pod_disruption_budget is not None:
+            children.append(build_pod_disruption_budget(owner, spec, api.version))
+        if spec.api.autoscaling is not None:
+            children.append(build_horizontal_pod_autoscaler(owner, spec, api.version))
+    return children
