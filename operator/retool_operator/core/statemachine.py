@@ -1,0 +1,813 @@
+"""The upgrade state machine: (spec, recorded status, observed snapshot, database, now) -> decision.
+
+A pure function. The handlers observe the cluster and the database, call `decide`, write the
+status it returns (one patch) and apply the children of its plan; nothing here performs I/O or
+reads the clock, so every path below is unit-tested without a cluster.
+
+The steps, as `status.upgrade.step` records them (DESIGN.md section 4):
+
+Install (no recorded version): the jobs-runner alone at spec.version (it migrates the empty
+database); the api and the other services only once it is Ready.
+
+Preflight
+    Database reachable and PostgreSQL >= 13, Secrets present, not a refused downgrade. Nothing is
+    touched until it passes; an unreachable database holds the upgrade here, retried, with
+    `DatabaseReachable=False` and `Stalled=True`. On success the replica counts are remembered.
+StoppingServices (Major/Minor, `Recreate`)
+    Every component but the jobs-runner scales to 0 on the old version; wait until their pods are
+    gone, so no api pod runs while migrations do.
+MigratingDatabase
+    The jobs-runner StatefulSet moves to the new tag; OrderedReady with one replica stops the old
+    pod before the new one starts, so there is never a second jobs-runner. Wait until it is Ready,
+    within `migrationTimeout`. Under `RollingUpdate` and for a Patch the old api keeps serving.
+StartingServices
+    Every other component moves to the new tag with its remembered replicas (the api rolls with
+    maxUnavailable 0). Done when their controllers have taken the new template.
+Verifying
+    Every component runs the new version and is Ready, within `verifyTimeout`: the upgrade
+    succeeded, `currentVersion` moves on and history records it.
+RollingBack
+    After a timeout or a crash-looping new pod (with `autoRollback`): every component returns to
+    the previous tag and remembered replicas (migrations are backward-compatible). A jobs-runner
+    pod of the new version that is not Ready is deleted by the operator, since a StatefulSet with
+    OrderedReady does not replace it (kubernetes/kubernetes#67250). History records `RolledBack`
+    and `Stalled=True` (UpgradeFailed) until spec.version changes or the retry annotation does.
+
+A spec.version change before MigratingDatabase retargets the upgrade; from MigratingDatabase on
+the current upgrade finishes (or rolls back) and the next one starts after it. Every step is
+idempotent: the plan it returns depends only on the recorded status and the spec, so an operator
+restarted at any instant reads the step back from the status and carries on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Literal
+
+from retool_operator.core import conditions as cond
+from retool_operator.core import naming
+from retool_operator.core.builders import OPTIONAL_COMPONENTS, WorkloadPlan
+from retool_operator.core.conditions import ConditionState, Reason
+from retool_operator.core.models import (
+    ALLOW_DOWNGRADE_ANNOTATION,
+    HISTORY_LIMIT,
+    RETRY_ANNOTATION,
+    ChangeKind,
+    Component,
+    ComponentStatus,
+    DatabaseStatus,
+    HistoryEntry,
+    Phase,
+    RetoolDeploymentSpec,
+    RetoolDeploymentStatus,
+    Step,
+    UpgradeResult,
+    UpgradeStatus,
+    UpgradeStrategy,
+    parse_duration,
+)
+from retool_operator.core.observed import DatabaseProbe, Snapshot, WorkloadObservation
+from retool_operator.core.versions import classify
+
+Plan = Mapping[Component, WorkloadPlan]
+EventType = Literal["Normal", "Warning"]
+
+# How soon to look again while waiting on the cluster (events usually come first).
+REQUEUE_ACTIVE_SECONDS = 2.0
+REQUEUE_BLOCKED_SECONDS = 10.0
+# Steps that may still change their target version (nothing has migrated yet).
+RETARGETABLE_STEPS = frozenset({Step.PREFLIGHT, Step.STOPPING_SERVICES})
+_MAX_TRANSITIONS = 12
+
+
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    """Everything one decision depends on."""
+
+    name: str
+    generation: int
+    spec: RetoolDeploymentSpec
+    status: RetoolDeploymentStatus
+    observed: Snapshot
+    database: DatabaseProbe | None
+    now: datetime
+    annotations: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class EventRecord:
+    """A Kubernetes Event to post on the RetoolDeployment."""
+
+    type: EventType
+    reason: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """What to do now: the status to write and the children to converge on.
+
+    `plan` None means "leave every child as it is" (paused, or a state a person must resolve).
+    """
+
+    status: RetoolDeploymentStatus
+    plan: Plan | None
+    delete_pods: tuple[str, ...] = ()
+    events: tuple[EventRecord, ...] = ()
+    requeue_after: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Progress:
+    """The state carried through one decision: the recorded status as it evolves."""
+
+    current_version: str | None
+    upgrade: UpgradeStatus | None
+    history: tuple[HistoryEntry, ...]
+    retry_token: str | None
+    plan: Plan | None = None
+    events: tuple[EventRecord, ...] = ()
+    blocker: ConditionState | None = None
+    waiting: str = ""
+
+    def emit(self, type_: EventType, reason: str, message: str) -> _Progress:
+        """The same progress with one more Event."""
+        return dataclasses.replace(self, events=(*self.events, EventRecord(type_, reason, message)))
+
+
+# --- what the spec asks for --------------------------------------------------------------------
+
+
+def enabled_components(spec: RetoolDeploymentSpec) -> tuple[Component, ...]:
+    """The components this spec runs, in a fixed order."""
+    optional = tuple(c for c in OPTIONAL_COMPONENTS if getattr(spec, c.field) is not None)
+    return (Component.JOBS_RUNNER, Component.API, *optional)
+
+
+def desired_replicas(spec: RetoolDeploymentSpec, component: Component) -> int | None:
+    """Replicas the spec asks for; None for an autoscaled api (the HPA owns the count)."""
+    if component is Component.JOBS_RUNNER:
+        return 1
+    if component is Component.API:
+        return None if spec.api.autoscaling is not None else spec.api.replicas
+    section = getattr(spec, component.field)
+    return int(section.replicas) if section is not None else 0
+
+
+def steady_plan(spec: RetoolDeploymentSpec, version: str) -> dict[Component, WorkloadPlan]:
+    """Every enabled component at VERSION with the replicas the spec asks for."""
+    return {c: WorkloadPlan(version, desired_replicas(spec, c)) for c in enabled_components(spec)}
+
+
+def _expected_replicas(
+    spec: RetoolDeploymentSpec, component: Component, workload: WorkloadObservation
+) -> int:
+    """The replica count a healthy component shows (an HPA's count for an autoscaled api)."""
+    wanted = desired_replicas(spec, component)
+    return _hpa_count(spec, workload.spec_replicas) if wanted is None else wanted
+
+
+def _hpa_count(spec: RetoolDeploymentSpec, observed: int) -> int:
+    """An autoscaled api's replica count: what the HPA chose, never below minReplicas.
+
+    An api left at 0 (stopped by an upgrade that failed without rollback) is not the HPA's
+    choice: an HPA does not scale a workload that has 0 replicas.
+    """
+    autoscaling = spec.api.autoscaling
+    return max(observed, autoscaling.min_replicas) if autoscaling is not None else observed
+
+
+def _unhealthy(spec: RetoolDeploymentSpec, observed: Snapshot, plan: Plan) -> list[str]:
+    """Components of PLAN not yet running their planned version and replicas, Ready."""
+    lagging = []
+    for component, wanted in plan.items():
+        workload = observed.workload(component)
+        if workload is None:
+            lagging.append(f"{component.value} does not exist yet")
+            continue
+        replicas = wanted.replicas
+        if replicas is None or (replicas > 0 and desired_replicas(spec, component) is None):
+            # An autoscaled api runs the HPA's count once started (see _autoscaled_api).
+            replicas = _expected_replicas(spec, component, workload)
+        if not workload.rolled_out(wanted.version, replicas):
+            lagging.append(
+                f"{component.value} has {workload.ready_replicas}/{replicas} ready "
+                f"on {workload.version or 'no version'} (want {wanted.version})"
+            )
+    return lagging
+
+
+def _current_replicas(spec: RetoolDeploymentSpec, observed: Snapshot) -> dict[str, int]:
+    """Replica counts of every component but the jobs-runner, to restore after stopping."""
+    saved = {}
+    for component in enabled_components(spec):
+        if component is Component.JOBS_RUNNER:
+            continue
+        wanted = desired_replicas(spec, component)
+        if wanted is None:  # an autoscaled api: whatever the HPA last chose
+            workload = observed.workload(component)
+            autoscaling = spec.api.autoscaling
+            fallback = autoscaling.min_replicas if autoscaling is not None else 1
+            wanted = _hpa_count(spec, workload.spec_replicas) if workload is not None else fallback
+        saved[component.value] = wanted
+    return saved
+
+
+def _plan_with(
+    spec: RetoolDeploymentSpec,
+    *,
+    jobs_runner: str,
+    others: str,
+    replicas: Mapping[str, int] | None,
+) -> dict[Component, WorkloadPlan]:
+    """A plan with the jobs-runner at one version and the rest at another, at given replicas."""
+    plan: dict[Component, WorkloadPlan] = {}
+    for component in enabled_components(spec):
+        if component is Component.JOBS_RUNNER:
+            plan[component] = WorkloadPlan(jobs_runner, 1)
+            continue
+        count = (replicas or {}).get(component.value)
+        if count is None:
+            count = desired_replicas(spec, component)
+        plan[component] = WorkloadPlan(others, count)
+    return plan
+
+
+def _stopped(replicas: Mapping[str, int]) -> dict[str, int]:
+    return dict.fromkeys(replicas, 0)
+
+
+# --- transitions -------------------------------------------------------------------------------
+
+
+def _blocked(p: _Progress, reason: Reason, message: str, plan: Plan | None) -> _Progress:
+    return dataclasses.replace(
+        p, blocker=cond.true(cond.STALLED, reason, message), plan=plan, waiting=message
+    )
+
+
+def _summary(u: UpgradeStatus) -> str:
+    return f"{u.kind.value} upgrade {u.from_version} -> {u.to}"
+
+
+def _to_step(p: _Progress, step: Step, now: datetime, message: str = "") -> _Progress:
+    assert p.upgrade is not None
+    upgrade = p.upgrade.model_copy(
+        update={"step": step, "step_started_at": now, "message": message}
+    )
+    moved = dataclasses.replace(p, upgrade=upgrade)
+    text = f"{_summary(upgrade)}: step {step.value}" + (f" ({message})" if message else "")
+    return moved.emit("Warning" if step is Step.ROLLING_BACK else "Normal", "UpgradeStep", text)
+
+
+def _elapsed(inp: Inputs, since: datetime) -> float:
+    return (inp.now - since).total_seconds()
+
+
+def _finish_upgrade(inp: Inputs, p: _Progress, result: UpgradeResult, message: str) -> _Progress:
+    assert p.upgrade is not None
+    u = p.upgrade
+    entry = HistoryEntry(
+        from_version=u.from_version,
+        to=u.to,
+        started_at=u.started_at,
+        finished_at=inp.now,
+        result=result,
+        message=message,
+    )
+    history = (*p.history, entry)[-HISTORY_LIMIT:]
+    current = u.to if result is UpgradeResult.SUCCEEDED else u.from_version
+    done = dataclasses.replace(p, upgrade=None, history=history, current_version=current)
+    if result is UpgradeResult.SUCCEEDED:
+        return done.emit("Normal", "UpgradeSucceeded", f"{_summary(u)} succeeded")
+    if result is UpgradeResult.ROLLED_BACK:
+        return done.emit("Warning", "UpgradeRolledBack", f"{_summary(u)} rolled back: {message}")
+    return done  # Failed: _fail already said why
+
+
+def _fail(inp: Inputs, p: _Progress, why: str) -> _Progress:
+    """An upgrade step failed: roll back when allowed, else stop for a person."""
+    assert p.upgrade is not None
+    failed = p.emit("Warning", "UpgradeFailed", f"{_summary(p.upgrade)} failed: {why}")
+    if inp.spec.upgrade.auto_rollback:
+        return _to_step(failed, Step.ROLLING_BACK, inp.now, why)
+    return _finish_upgrade(inp, failed, UpgradeResult.FAILED, why)
+
+
+def _timed_out(inp: Inputs, u: UpgradeStatus, limit: str) -> bool:
+    return _elapsed(inp, u.step_started_at) > parse_duration(limit)
+
+
+# --- no upgrade in progress --------------------------------------------------------------------
+
+
+def _database_blocker(probe: DatabaseProbe | None) -> tuple[Reason, str] | None:
+    """Why the database stops an install or upgrade, or None when it is fine."""
+    if probe is None:
+        return Reason.DATABASE_UNREACHABLE, "the database has not been probed yet"
+    if not probe.reachable:
+        return Reason.DATABASE_UNREACHABLE, f"cannot connect to the database: {probe.error}"
+    if not probe.supported:
+        return (
+            Reason.DATABASE_UNSUPPORTED,
+            f"PostgreSQL {probe.server_version} is too old: Retool needs PostgreSQL 13 or newer",
+        )
+    return None
+
+
+def _secrets_blocker(inp: Inputs) -> str | None:
+    missing = inp.observed.missing_secrets
+    return f"missing {', '.join(missing)}" if missing else None
+
+
+def _adopted_version(inp: Inputs) -> str | None:
+    """The version already running when the status was lost (a running jobs-runner's)."""
+    jobs_runner = inp.observed.workload(Component.JOBS_RUNNER)
+    if jobs_runner is None or jobs_runner.version is None:
+        return None
+    if jobs_runner.version == inp.spec.version or not jobs_runner.rolled_out(
+        jobs_runner.version, 1
+    ):
+        return None
+    return jobs_runner.version
+
+
+def _install(inp: Inputs, p: _Progress) -> tuple[_Progress, bool]:
+    """Jobs-runner first (it migrates the empty database), then everything else."""
+    target = inp.spec.version
+    secrets = _secrets_blocker(inp)
+    if secrets:
+        return _blocked(p, Reason.SECRET_MISSING, secrets, None), False
+    database = _database_blocker(inp.database)
+    if database:
+        return _blocked(p, database[0], database[1], None), False
+    first = {Component.JOBS_RUNNER: WorkloadPlan(target, 1)}
+    if _unhealthy(inp.spec, inp.observed, first):
+        waiting = f"installing {target}: waiting for the jobs-runner to migrate and become Ready"
+        return dataclasses.replace(p, plan=first, waiting=waiting), False
+    plan = steady_plan(inp.spec, target)
+    lagging = _unhealthy(inp.spec, inp.observed, plan)
+    if lagging:
+        return dataclasses.replace(p, plan=plan, waiting="; ".join(lagging)), False
+    installed = dataclasses.replace(p, current_version=target, plan=plan)
+    return installed.emit("Normal", "Installed", f"Retool {target} is installed and Ready"), True
+
+
+def _previous_failure(inp: Inputs, p: _Progress) -> HistoryEntry | None:
+    """The last upgrade, when it tried this very change and did not succeed."""
+    if not p.history:
+        return None
+    last = p.history[-1]
+    same = last.to == inp.spec.version and last.from_version == p.current_version
+    return last if same and last.result is not UpgradeResult.SUCCEEDED else None
+
+
+def _attempt(inp: Inputs, p: _Progress) -> int:
+    attempts = 0
+    for entry in reversed(p.history):
+        if entry.to != inp.spec.version or entry.result is UpgradeResult.SUCCEEDED:
+            break
+        attempts += 1
+    return attempts + 1
+
+
+def _begin_upgrade(inp: Inputs, p: _Progress) -> tuple[_Progress, bool]:
+    """spec.version differs from the running version: start an upgrade, unless refused."""
+    assert p.current_version is not None
+    current, target = p.current_version, inp.spec.version
+    token = inp.annotations.get(RETRY_ANNOTATION)
+    failed = _previous_failure(inp, p)
+    if failed is not None and (token is None or token == p.retry_token):
+        message = (
+            f"the upgrade {current} -> {target} {failed.result.value}: {failed.message}; "
+            f"change spec.version, or set annotation {RETRY_ANNOTATION} to a new value to retry"
+        )
+        keep = (
+            steady_plan(inp.spec, current) if failed.result is UpgradeResult.ROLLED_BACK else None
+        )
+        return _blocked(p, Reason.UPGRADE_FAILED, message, keep), False
+    change = classify(current, target)
+    allowed = inp.annotations.get(ALLOW_DOWNGRADE_ANNOTATION, "").lower() == "true"
+    if change.refused_downgrade and not allowed:
+        message = (
+            f"spec.version {target} is older than the running {current} across MAJOR.MINOR; "
+            f'set annotation {ALLOW_DOWNGRADE_ANNOTATION}: "true" to downgrade anyway'
+        )
+        return _blocked(p, Reason.DOWNGRADE_REFUSED, message, steady_plan(inp.spec, current)), False
+    assert change.kind is not None
+    upgrade = UpgradeStatus(
+        from_version=current,
+        to=target,
+        kind=change.kind,
+        strategy=inp.spec.upgrade.strategy,
+        step=Step.PREFLIGHT,
+        started_at=inp.now,
+        step_started_at=inp.now,
+        attempt=_attempt(inp, p),
+    )
+    started = dataclasses.replace(
+        p, upgrade=upgrade, retry_token=token if token is not None else p.retry_token
+    )
+    text = f"{_summary(upgrade)} started ({upgrade.strategy.value}, attempt {upgrade.attempt})"
+    return started.emit("Normal", "UpgradeStarted", text), True
+
+
+def _steady(inp: Inputs, p: _Progress) -> tuple[_Progress, bool]:
+    """Running spec.version: keep every child as the spec says (reverts drift)."""
+    plan = steady_plan(inp.spec, inp.spec.version)
+    lagging = _unhealthy(inp.spec, inp.observed, plan)
+    steady = dataclasses.replace(p, plan=plan, waiting="; ".join(lagging))
+    secrets = _secrets_blocker(inp)
+    if secrets:
+        return _blocked(steady, Reason.SECRET_MISSING, secrets, plan), False
+    return steady, False
+
+
+# --- the steps ---------------------------------------------------------------------------------
+
+
+def _retarget(inp: Inputs, p: _Progress) -> tuple[_Progress, bool] | None:
+    """spec.version changed before migrations started: follow it (or cancel)."""
+    assert p.upgrade is not None
+    u, target = p.upgrade, inp.spec.version
+    if target == u.to or u.step not in RETARGETABLE_STEPS:
+        return None
+    change = classify(u.from_version, target)
+    allowed = inp.annotations.get(ALLOW_DOWNGRADE_ANNOTATION, "").lower() == "true"
+    if target == u.from_version or (change.refused_downgrade and not allowed):
+        if u.step is Step.PREFLIGHT:  # nothing was touched yet
+            cancelled = dataclasses.replace(p, upgrade=None)
+            return cancelled.emit("Normal", "UpgradeCancelled", f"{_summary(u)} cancelled"), True
+        why = f"cancelled: spec.version changed to {target}"
+        return _to_step(p, Step.ROLLING_BACK, inp.now, why), True
+    assert change.kind is not None
+    moved = u.model_copy(update={"to": target, "kind": change.kind})
+    retargeted = dataclasses.replace(p, upgrade=moved).emit(
+        "Normal", "UpgradeRetargeted", f"{_summary(u)} now targets {target}"
+    )
+    if u.step is Step.PREFLIGHT:
+        return _to_step(retargeted, Step.PREFLIGHT, inp.now), True
+    return retargeted, True
+
+
+def _preflight(inp: Inputs, p: _Progress) -> tuple[_Progress, bool]:
+    assert p.upgrade is not None
+    u = p.upgrade
+    hold = steady_plan(inp.spec, u.from_version)
+    secrets = _secrets_blocker(inp)
+    if secrets:
+        return _blocked(p, Reason.SECRET_MISSING, secrets, hold), False
+    database = _database_blocker(inp.database)
+    if database:
+        return _blocked(p, database[0], f"preflight: {database[1]}", hold), False
+    saved = _current_replicas(inp.spec, inp.observed)
+    ready = dataclasses.replace(p, upgrade=u.model_copy(update={"saved_replicas": saved}))
+    stops = u.kind is not ChangeKind.PATCH and u.strategy is UpgradeStrategy.RECREATE
+    return _to_step(
+        ready, Step.STOPPING_SERVICES if stops else Step.MIGRATING_DATABASE, inp.now
+    ), True
+
+
+def _stopping_services(inp: Inputs, p: _Progress) -> tuple[_Progress, bool]:
+    assert p.upgrade is not None
+    u = p.upgrade
+    plan = _plan_with(
+        inp.spec,
+        jobs_runner=u.from_version,
+        others=u.from_version,
+        replicas=_stopped(u.saved_replicas),
+    )
+    running = [
+        pod.name
+        for c in enabled_components(inp.spec)
+        if c is not Component.JOBS_RUNNER
+        for pod in inp.observed.pods(c)
+    ]
+    progress = dataclasses.replace(p, plan=plan)
+    if not running:
+        return _to_step(progress, Step.MIGRATING_DATABASE, inp.now), True
+    if _timed_out(inp, u, inp.spec.upgrade.verify_timeout):
+        why = f"pods still running after verifyTimeout {inp.spec.upgrade.verify_timeout}"
+        return _fail(inp, progress, why), True
+    waiting = f"stopping services: waiting for {len(running)} pods to go ({', '.join(running[:5])})"
+    return dataclasses.replace(progress, waiting=waiting), False
+
+
+def _migrating_database(inp: Inputs, p: _Progress) -> tuple[_Progress, bool]:
+    assert p.upgrade is not None
+    u = p.upgrade
+    stopped = u.kind is not ChangeKind.PATCH and u.strategy is UpgradeStrategy.RECREATE
+    plan = _plan_with(
+        inp.spec,
+        jobs_runner=u.to,
+        others=u.from_version,
+        replicas=_stopped(u.saved_replicas) if stopped else u.saved_replicas,
+    )
+    progress = dataclasses.replace(p, plan=plan)
+    jobs_runner = inp.observed.workload(Component.JOBS_RUNNER)
+    if jobs_runner is not None and jobs_runner.rolled_out(u.to, 1):
+        return _to_step(progress, Step.STARTING_SERVICES, inp.now), True
+    crashing = jobs_runner.crash_looping_pods(u.to) if jobs_runner else ()
+    if crashing:
+        return _fail(
+            inp, progress, f"jobs-runner pod {crashing[0]} of {u.to} is crash-looping"
+        ), True
+    if _timed_out(inp, u, inp.spec.upgrade.migration_timeout):
+        limit = inp.spec.upgrade.migration_timeout
+        why = f"the jobs-runner on {u.to} was not Ready within migrationTimeout {limit}"
+        return _fail(inp, progress, why), True
+    detail = ""
+    if inp.database is not None and inp.database.migrations_applied is not None:
+        applied, blocked = inp.database.migrations_applied, inp.database.blocked_queries or 0
+        detail = f" ({applied} migrations recorded, {blocked} blocked queries)"
+    waiting = f"migrating: waiting for the jobs-runner on {u.to} to become Ready{detail}"
+    return dataclasses.replace(progress, waiting=waiting), False
+
+
+def _new_version_plan(inp: Inputs, u: UpgradeStatus) -> dict[Component, WorkloadPlan]:
+    return _plan_with(inp.spec, jobs_runner=u.to, others=u.to, replicas=u.saved_replicas)
+
+
+def _crash_looping(inp: Inputs, version: str) -> list[str]:
+    return [
+        name
+        for component in enabled_components(inp.spec)
+        if (workload := inp.observed.workload(component)) is not None
+        for name in workload.crash_looping_pods(version)
+    ]
+
+
+def _starting_services(inp: Inputs, p: _Progress) -> tuple[_Progress, bool]:
+    assert p.upgrade is not None
+    u = p.upgrade
+    plan = _new_version_plan(inp, u)
+    progress = dataclasses.replace(p, plan=plan)
+    taken = all(
+        (w := inp.observed.workload(c)) is not None and w.version == u.to and w.generation_observed
+        for c in plan
+    )
+    if taken:
+        return _to_step(progress, Step.VERIFYING, inp.now), True
+    if _timed_out(inp, u, inp.spec.upgrade.verify_timeout):
+        return _fail(inp, progress, "services did not take the new version in time"), True
+    return dataclasses.replace(progress, waiting=f"starting services on {u.to}"), False
+
+
+def _verifying(inp: Inputs, p: _Progress) -> tuple[_Progress, bool]:
+    assert p.upgrade is not None
+    u = p.upgrade
+    plan = _new_version_plan(inp, u)
+    progress = dataclasses.replace(p, plan=plan)
+    lagging = _unhealthy(inp.spec, inp.observed, plan)
+    if not lagging:
+        return _finish_upgrade(inp, progress, UpgradeResult.SUCCEEDED, ""), True
+    crashing = _crash_looping(inp, u.to)
+    if crashing:
+        return _fail(inp, progress, f"pod {crashing[0]} of {u.to} is crash-looping"), True
+    if _timed_out(inp, u, inp.spec.upgrade.verify_timeout):
+        limit = inp.spec.upgrade.verify_timeout
+        why = f"not every component was Ready on {u.to} within verifyTimeout {limit}: {lagging[0]}"
+        return _fail(inp, progress, why), True
+    return dataclasses.replace(progress, waiting="verifying: " + "; ".join(lagging)), False
+
+
+def _rolling_back(inp: Inputs, p: _Progress) -> tuple[_Progress, bool]:
+    assert p.upgrade is not None
+    u = p.upgrade
+    plan = _plan_with(
+        inp.spec, jobs_runner=u.from_version, others=u.from_version, replicas=u.saved_replicas
+    )
+    progress = dataclasses.replace(p, plan=plan)
+    lagging = _unhealthy(inp.spec, inp.observed, plan)
+    if not lagging:
+        return _finish_upgrade(inp, progress, UpgradeResult.ROLLED_BACK, u.message), True
+    return dataclasses.replace(progress, waiting="rolling back: " + "; ".join(lagging)), False
+
+
+def _stuck_jobs_runner_pods(inp: Inputs, plan: Plan | None) -> tuple[str, ...]:
+    """Jobs-runner pods the StatefulSet will never replace, to delete so that it can.
+
+    A StatefulSet with OrderedReady does not replace a pod that is not Ready, whatever its
+    template says (kubernetes/kubernetes#67250): a pod of a broken version stays after a rollback,
+    a revert of spec.version, a later upgrade or a new install target. Once the StatefulSet has
+    the planned template, such a pod of another version is deleted; the StatefulSet recreates it
+    on the template, one pod at a time.
+    """
+    wanted = plan.get(Component.JOBS_RUNNER) if plan is not None else None
+    jobs_runner = inp.observed.workload(Component.JOBS_RUNNER)
+    if wanted is None or jobs_runner is None or jobs_runner.version != wanted.version:
+        return ()
+    return tuple(
+        pod.name
+        for pod in jobs_runner.pods
+        if pod.version != wanted.version and not pod.ready and not pod.terminating
+    )
+
+
+def _autoscaled_api(inp: Inputs, plan: Plan | None) -> Plan | None:
+    """PLAN with the replica count of a running autoscaled api left to its HPA.
+
+    The operator sets an autoscaled api's count only to stop it (0) and to start it again from 0,
+    where an HPA does not act (the saved count, else minReplicas). Pinning a running api to the
+    saved count would fight the HPA, and a step waiting for that count would never finish.
+    """
+    autoscaling = inp.spec.api.autoscaling
+    api = inp.observed.workload(Component.API)
+    wanted = plan.get(Component.API) if plan is not None else None
+    if autoscaling is None or api is None or wanted is None or wanted.replicas == 0:
+        return plan
+    assert plan is not None
+    replicas = None if api.spec_replicas > 0 else (wanted.replicas or autoscaling.min_replicas)
+    return {**plan, Component.API: WorkloadPlan(wanted.version, replicas)}
+
+
+_STEPS = {
+    Step.PREFLIGHT: _preflight,
+    Step.STOPPING_SERVICES: _stopping_services,
+    Step.MIGRATING_DATABASE: _migrating_database,
+    Step.STARTING_SERVICES: _starting_services,
+    Step.VERIFYING: _verifying,
+    Step.ROLLING_BACK: _rolling_back,
+}
+
+
+def _advance(inp: Inputs, p: _Progress) -> tuple[_Progress, bool]:
+    """One move of the machine; True when it changed state and should look again."""
+    if p.upgrade is not None:
+        retargeted = _retarget(inp, p)
+        if retargeted is not None:
+            return retargeted
+        return _STEPS[p.upgrade.step](inp, p)
+    if p.current_version is None:
+        adopted = _adopted_version(inp)
+        if adopted is not None:
+            return dataclasses.replace(p, current_version=adopted), True
+        return _install(inp, p)
+    if p.current_version == inp.spec.version:
+        return _steady(inp, p)
+    return _begin_upgrade(inp, p)
+
+
+# --- status ------------------------------------------------------------------------------------
+
+
+def _phase(inp: Inputs, p: _Progress, healthy: bool) -> Phase:
+    if inp.spec.paused:
+        return Phase.PAUSED
+    if p.upgrade is not None:
+        return Phase.ROLLING_BACK if p.upgrade.step is Step.ROLLING_BACK else Phase.UPGRADING
+    if p.current_version is None and p.blocker is None:
+        return Phase.INSTALLING
+    return Phase.READY if healthy else Phase.DEGRADED
+
+
+def _database_condition(inp: Inputs) -> ConditionState | None:
+    probe = inp.database
+    if probe is None:
+        recorded = cond.find(inp.status.conditions, cond.DATABASE_REACHABLE)
+        if recorded is not None:
+            return None  # keep what the last probe said
+        return cond.unknown(cond.DATABASE_REACHABLE, Reason.NOT_PROBED, "not probed yet")
+    if probe.reachable:
+        return cond.true(
+            cond.DATABASE_REACHABLE, Reason.CONNECTED, f"PostgreSQL {probe.server_version}"
+        )
+    return cond.false(cond.DATABASE_REACHABLE, Reason.DATABASE_UNREACHABLE, probe.error or "")
+
+
+def _conditions(inp: Inputs, p: _Progress, healthy: bool) -> list[ConditionState]:
+    if healthy:
+        ready = cond.true(
+            cond.READY, Reason.ALL_COMPONENTS_READY, f"Retool {inp.spec.version} is Ready"
+        )
+    elif p.blocker is not None:
+        ready = cond.false(cond.READY, p.blocker.reason, p.blocker.message)
+    elif inp.spec.paused:
+        ready = cond.false(
+            cond.READY, Reason.PAUSED, "spec.paused is true: children are left as they are"
+        )
+    elif p.upgrade is not None:
+        reason = Reason.ROLLING_BACK if p.upgrade.step is Step.ROLLING_BACK else Reason.UPGRADING
+        ready = cond.false(cond.READY, reason, f"{_summary(p.upgrade)}: {p.upgrade.step.value}")
+    elif p.current_version is None:
+        ready = cond.false(cond.READY, Reason.INSTALLING, p.waiting)
+    else:
+        ready = cond.false(cond.READY, Reason.COMPONENTS_NOT_READY, p.waiting)
+    if p.blocker is not None:
+        stalled = p.blocker
+        reconciling = cond.false(cond.RECONCILING, p.blocker.reason, "waiting for a person to act")
+    else:
+        stalled = cond.false(cond.STALLED, Reason.NOT_STALLED)
+        if healthy or inp.spec.paused:
+            reason = Reason.PAUSED if inp.spec.paused else Reason.RECONCILED
+            reconciling = cond.false(cond.RECONCILING, reason)
+        elif p.upgrade is not None:
+            reconciling = cond.true(cond.RECONCILING, p.upgrade.step.value, p.waiting)
+        elif p.current_version is None:
+            reconciling = cond.true(cond.RECONCILING, Reason.INSTALLING, p.waiting)
+        else:
+            reconciling = cond.true(cond.RECONCILING, Reason.PROGRESSING, p.waiting)
+    states = [ready, reconciling, stalled]
+    database = _database_condition(inp)
+    if database is not None:
+        states.append(database)
+    return states
+
+
+def component_status(
+    observed: Snapshot, component: Component, selector: str | None
+) -> ComponentStatus | None:
+    """What status.<component> reports, from the observed workload."""
+    workload = observed.workload(component)
+    if workload is None:
+        return None
+    return ComponentStatus(
+        replicas=workload.spec_replicas,
+        ready_replicas=workload.ready_replicas,
+        updated_replicas=workload.updated_replicas,
+        version=workload.version,
+        selector=selector,
+    )
+
+
+def _database_status(inp: Inputs) -> DatabaseStatus | None:
+    probe = inp.database
+    if probe is None:
+        return inp.status.database
+    return DatabaseStatus(
+        reachable=probe.reachable,
+        server_version=probe.server_version,
+        migrations_applied=probe.migrations_applied,
+        blocked_queries=probe.blocked_queries,
+    )
+
+
+def _api_selector(name: str) -> str:
+    """The api pods' label selector, as the scale subresource reports it."""
+    labels = naming.selector_labels(name, Component.API)
+    return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+
+
+def _status(inp: Inputs, p: _Progress) -> RetoolDeploymentStatus:
+    healthy = (
+        not inp.spec.paused
+        and p.blocker is None
+        and p.upgrade is None
+        and p.current_version == inp.spec.version
+        and not _unhealthy(inp.spec, inp.observed, steady_plan(inp.spec, inp.spec.version))
+    )
+    components = {
+        c.field: component_status(
+            inp.observed, c, _api_selector(inp.name) if c is Component.API else None
+        )
+        for c in Component
+    }
+    return inp.status.model_copy(
+        update={
+            "observed_generation": inp.generation,
+            "phase": _phase(inp, p, healthy),
+            "current_version": p.current_version,
+            "target_version": inp.spec.version,
+            "upgrade": p.upgrade,
+            "retry_token": p.retry_token,
+            "history": list(p.history),
+            "database": _database_status(inp),
+            "conditions": cond.apply(
+                inp.status.conditions,
+                _conditions(inp, p, healthy),
+                generation=inp.generation,
+                now=inp.now,
+            ),
+            **components,
+        }
+    )
+
+
+def decide(inp: Inputs) -> Decision:
+    """The next status and the children to converge on, from everything observed."""
+    recorded = inp.status
+    p = _Progress(
+        current_version=recorded.current_version,
+        upgrade=recorded.upgrade,
+        history=tuple(recorded.history),
+        retry_token=recorded.retry_token,
+    )
+    if not inp.spec.paused:
+        for _ in range(_MAX_TRANSITIONS):
+            p, moved = _advance(inp, p)
+            if not moved:
+                break
+    status = _status(inp, p)
+    if inp.spec.paused:
+        return Decision(status=status, plan=None, events=p.events)
+    active = p.upgrade is not None or p.current_version is None or bool(p.waiting)
+    requeue = REQUEUE_BLOCKED_SECONDS if p.blocker else (REQUEUE_ACTIVE_SECONDS if active else None)
+    return Decision(
+        status=status,
+        plan=_autoscaled_api(inp, p.plan),
+        delete_pods=_stuck_jobs_runner_pods(inp, p.plan),
+        events=p.events,
+        requeue_after=requeue,
+    )
