@@ -1,0 +1,97 @@
+"""`retool-operator`: run the operator, print the CRD, print the version (DESIGN.md section 6)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+import kopf
+
+from retool_operator import __version__
+from retool_operator.core.crd import render_crd_yaml
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="retool-operator", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the operator (kopf underneath)")
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        default=[],
+        help="watch this namespace (repeatable; glob patterns allowed)",
+    )
+    scope.add_argument(
+        "--all-namespaces", "-A", action="store_true", help="watch every namespace (the default)"
+    )
+    run.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, then in-cluster)")
+    run.add_argument(
+        "--metrics-port", type=int, default=8000, help="Prometheus /metrics port (0: off)"
+    )
+    run.add_argument(
+        "--health-port", type=int, default=8080, help="liveness endpoint /healthz port (0: off)"
+    )
+    run.add_argument(
+        "--peering", help="kopf peering name: with it, only one replica acts at a time"
+    )
+    run.add_argument("--priority", type=int, default=0, help="peering priority (higher wins)")
+    run.add_argument(
+        "--tick-seconds",
+        type=float,
+        default=float(os.environ.get("RETOOL_OPERATOR_TICK_SECONDS", "5")),
+        help="how often each RetoolDeployment is checked for an elapsed wait (default 5)",
+    )
+    run.add_argument("--log-format", choices=("text", "json"), default="text")
+    run.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    commands.add_parser("crds", help="print the CRD YAML generated from the models")
+    commands.add_parser("version", help="print the operator version")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    # Read at import time by the handlers module (kopf fixes timer intervals there).
+    os.environ["RETOOL_OPERATOR_TICK_SECONDS"] = str(args.tick_seconds)
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = args.kubeconfig
+    if args.metrics_port:
+        os.environ["RETOOL_OPERATOR_METRICS_PORT"] = str(args.metrics_port)
+    # Imported only now, after the environment above: registering handlers reads it.
+    from retool_operator import handlers  # noqa: F401, PLC0415
+
+    kopf.configure(
+        verbose=args.verbose,
+        debug=args.verbose,
+        log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL,
+        log_refkey="object",
+    )
+    kopf.run(
+        clusterwide=not args.namespace,
+        namespaces=args.namespace,
+        standalone=args.peering is None,
+        peering_name=args.peering,
+        priority=args.priority,
+        liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz"
+        if args.health_port
+        else None,
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `retool-operator` console script."""
+    args = _parser().parse_args(argv)
+    if args.command == "version":
+        print(__version__)
+        return 0
+    if args.command == "crds":
+        sys.stdout.write(render_crd_yaml())
+        return 0
+    return _run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

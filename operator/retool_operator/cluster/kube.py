@@ -1,0 +1,193 @@
+"""The operator's writes and the few reads its watches do not cover, on the Kubernetes API.
+
+Children are written with server-side apply under one field manager (`retool-operator`), with
+`force` so a hand edit of a field the operator owns is taken back. The RetoolDeployment's status
+is written with one JSON merge patch that carries `metadata.resourceVersion`, so a decision made
+on a stale view fails with 409 instead of overwriting newer state.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any, cast
+
+from kubernetes import client, config
+
+from retool_operator.core import models, naming
+from retool_operator.core.statemachine import EventRecord
+
+log = logging.getLogger(__name__)
+
+APPLY = "application/apply-patch+yaml"
+MERGE = "application/merge-patch+json"
+
+# kind -> (API group class, method suffix) for the children the operator writes.
+_CHILD_APIS: dict[str, tuple[type[Any], str]] = {
+    "Deployment": (client.AppsV1Api, "namespaced_deployment"),
+    "StatefulSet": (client.AppsV1Api, "namespaced_stateful_set"),
+    "Service": (client.CoreV1Api, "namespaced_service"),
+    "PodDisruptionBudget": (client.PolicyV1Api, "namespaced_pod_disruption_budget"),
+    "HorizontalPodAutoscaler": (client.AutoscalingV2Api, "namespaced_horizontal_pod_autoscaler"),
+}
+
+
+class ConflictError(Exception):
+    """The object changed since it was read (HTTP 409)."""
+
+
+def new_api_client(kubeconfig: str | None = None) -> client.ApiClient:
+    """A client for KUBECONFIG, else $KUBECONFIG or ~/.kube/config, else the in-cluster account."""
+    path = kubeconfig or os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+    if Path(path).exists():
+        api: client.ApiClient = config.new_client_from_config(config_file=path)  # type: ignore[no-untyped-call]
+        return api
+    config.load_incluster_config()  # type: ignore[no-untyped-call]
+    return client.ApiClient()
+
+
+class Cluster:
+    """Thin, synchronous calls; run them off the event loop."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.apps = client.AppsV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self._apis = {kind: (cls(api), suffix) for kind, (cls, suffix) in _CHILD_APIS.items()}
+
+    def apply(self, manifest: Mapping[str, Any]) -> None:
+        """Server-side apply one child (create or update) as the operator's field manager."""
+        api, suffix = self._apis[manifest["kind"]]
+        metadata = manifest["metadata"]
+        getattr(api, f"patch_{suffix}")(
+            metadata["name"],
+            metadata["namespace"],
+            manifest,
+            field_manager=naming.FIELD_MANAGER,
+            force=True,
+            _content_type=APPLY,
+            _preload_content=False,
+        )
+
+    def delete(self, kind: str, namespace: str, name: str) -> None:
+        """Delete one child; already gone is fine."""
+        api, suffix = self._apis[kind]
+        with _ignore_not_found():
+            getattr(api, f"delete_{suffix}")(name, namespace, _preload_content=False)
+
+    def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
+        """Set a Deployment's replicas through its scale subresource (leaves the HPA in charge)."""
+        self.apps.patch_namespaced_deployment_scale(
+            name,
+            namespace,
+            {"spec": {"replicas": replicas}},
+            field_manager=naming.FIELD_MANAGER,
+            _content_type=MERGE,
+            _preload_content=False,
+        )
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        """Delete one pod; already gone is fine."""
+        with _ignore_not_found():
+            self.core.delete_namespaced_pod(name, namespace, _preload_content=False)
+
+    def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A Secret's decoded data, or None when it does not exist. Never log the result."""
+        try:
+            secret = self.core.read_namespaced_secret(name, namespace)
+        except client.ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        data = secret.data or {}
+        return {
+            key: base64.b64decode(value).decode("utf-8", "replace") for key, value in data.items()
+        }
+
+    def read_retool_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The RetoolDeployment as the API server has it now, or None when it is gone."""
+        try:
+            body = self.custom.get_namespaced_custom_object(
+                models.GROUP, models.VERSION, namespace, models.PLURAL, name
+            )
+        except client.ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return cast(dict[str, Any], body)
+
+    def patch_status(
+        self, namespace: str, name: str, resource_version: str, status_patch: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Merge-patch the status if the object is still at RESOURCE_VERSION; the new object."""
+        body = {"metadata": {"resourceVersion": resource_version}, "status": status_patch}
+        try:
+            result = self.custom.patch_namespaced_custom_object_status(
+                models.GROUP,
+                models.VERSION,
+                namespace,
+                models.PLURAL,
+                name,
+                body,
+                field_manager=naming.FIELD_MANAGER,
+                _content_type=MERGE,
+            )
+        except client.ApiException as error:
+            if error.status == 409:
+                raise ConflictError(name) from error
+            raise
+        return cast(dict[str, Any], result)
+
+    def post_event(self, owner: Mapping[str, Any], event: EventRecord, now: datetime) -> None:
+        """Record an Event on the RetoolDeployment (best effort: a lost Event is only logged)."""
+        metadata = owner["metadata"]
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        body: Any = {
+            "metadata": {
+                "generateName": f"{metadata['name']}.",
+                "namespace": metadata["namespace"],
+            },
+            "involvedObject": {
+                "apiVersion": models.API_VERSION,
+                "kind": models.KIND,
+                "name": metadata["name"],
+                "namespace": metadata["namespace"],
+                "uid": metadata.get("uid"),
+                "resourceVersion": metadata.get("resourceVersion"),
+            },
+            "type": event.type,
+            "reason": event.reason,
+            "message": event.message[:1024],
+            "source": {"component": naming.FIELD_MANAGER},
+            "reportingComponent": naming.FIELD_MANAGER,
+            "reportingInstance": os.environ.get("HOSTNAME", naming.FIELD_MANAGER),
+            "firstTimestamp": models.format_time(now),
+            "lastTimestamp": models.format_time(now),
+            "eventTime": stamp,
+            "action": event.reason,
+            "count": 1,
+        }
+        try:
+            self.core.create_namespaced_event(metadata["namespace"], body, _preload_content=False)
+        except client.ApiException as error:
+            log.warning(
+                "could not post Event %s on %s: HTTP %s",
+                event.reason,
+                metadata["name"],
+                error.status,
+            )
+
+
+@contextlib.contextmanager
+def _ignore_not_found() -> Iterator[None]:
+    try:
+        yield
+    except client.ApiException as error:
+        if error.status != 404:
+            raise

@@ -1,0 +1,1 @@
+"""I/O: the Retool database (PostgreSQL), probed with psycopg."""

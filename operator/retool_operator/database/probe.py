@@ -1,0 +1,116 @@
+"""Probe the Retool database: reachable? which PostgreSQL? how far are the migrations? stuck?
+
+Short connect and statement timeouts keep a dead database from stalling a reconcile. The
+password is passed to libpq and nowhere else: errors are reduced to their class and a message
+scrubbed of it, and the connection string is never logged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+
+import psycopg
+from psycopg import sql
+
+from retool_operator.core.models import DatabaseSpec, SslMode
+from retool_operator.core.observed import DatabaseProbe
+
+CONNECT_TIMEOUT_SECONDS = 3
+STATEMENT_TIMEOUT_MS = 3000
+# libpq's sslmode names equal the spec's.
+_SSL_MODES = {mode: mode.value for mode in SslMode}
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """Where to connect; `password` is held only for the connection itself."""
+
+    host: str
+    port: int
+    dbname: str
+    user: str
+    password: str = dataclasses.field(repr=False)
+    sslmode: str
+    migrations_table: str
+
+    @classmethod
+    def from_spec(cls, spec: DatabaseSpec, password: str) -> Target:
+        """The connection target a RetoolDeployment's database section describes."""
+        return cls(
+            host=spec.host,
+            port=spec.port,
+            dbname=spec.name,
+            user=spec.user,
+            password=password,
+            sslmode=_SSL_MODES[spec.ssl_mode],
+            migrations_table=spec.migrations_table,
+        )
+
+    def fingerprint(self) -> tuple[str, int, str, str, str, str, int]:
+        """Identity for caching probe results; the password counts only through its hash."""
+        return (
+            self.host,
+            self.port,
+            self.dbname,
+            self.user,
+            self.sslmode,
+            self.migrations_table,
+            hash(self.password),
+        )
+
+
+def _scrub(error: Exception, target: Target) -> str:
+    """A one-line reason for a failure, never containing the password."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    if target.password:
+        text = text.replace(target.password, "***")
+    return f"{type(error).__name__}: {text}"[:300]
+
+
+def probe(target: Target, now: datetime) -> DatabaseProbe:
+    """Connect once and read the server version, the migrations count and blocked sessions."""
+    try:
+        with psycopg.connect(
+            host=target.host,
+            port=target.port,
+            dbname=target.dbname,
+            user=target.user,
+            password=target.password,
+            sslmode=target.sslmode,
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+            application_name="retool-operator",
+            autocommit=True,
+        ) as conn:
+            info = conn.info
+            version_num = int(info.server_version)
+            migrations = _migrations_applied(conn, target.migrations_table)
+            blocked = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).fetchone()
+            return DatabaseProbe(
+                checked_at=now,
+                reachable=True,
+                server_version=_version_text(version_num),
+                server_version_num=version_num,
+                migrations_applied=migrations,
+                blocked_queries=int(str(blocked[0])) if blocked else 0,
+            )
+    except psycopg.Error as error:
+        return DatabaseProbe(checked_at=now, reachable=False, error=_scrub(error, target))
+
+
+def _version_text(version_num: int) -> str:
+    """`150004` -> `15.4` (PostgreSQL 10 and later number their versions this way)."""
+    return f"{version_num // 10000}.{version_num % 10000}"
+
+
+def _migrations_applied(conn: psycopg.Connection[tuple[object, ...]], table: str) -> int | None:
+    """Rows in the migrations table, or None when it does not exist (yet)."""
+    exists = conn.execute("SELECT to_regclass(quote_ident(%s)) IS NOT NULL", (table,)).fetchone()
+    if not exists or not exists[0]:
+        return None
+    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
+    return int(str(row[0])) if row else None
