@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 from retool_operator.core.models import MAX_TAG_LENGTH, ChangeKind
 
-# Stricter than models.VERSION_PATTERN in one way: no leading zeros, so that every accepted tag
-# formats back to exactly itself (`03.1.0` would otherwise equal `3.1.0` but name another image).
+# As models.VERSION_PATTERN: no leading zeros, so that every accepted tag formats back to exactly
+# itself (`03.1.0` would otherwise equal `3.1.0` but name another image).
 _NUMBER = r"(0|[1-9][0-9]*)"
 _SUFFIX = r"[0-9A-Za-z][0-9A-Za-z.-]*"
 _TAG = re.compile(rf"{_NUMBER}\.{_NUMBER}\.{_NUMBER}(?:-({_SUFFIX}))?")
 _SUFFIX_RE = re.compile(_SUFFIX)
-# What models.VERSION_PATTERN admits, leading zeros included: tells which rule a tag broke.
+# The same shape with leading zeros allowed: tells which rule a tag broke.
 _LOOSE_TAG = re.compile(rf"[0-9]+\.[0-9]+\.[0-9]+(?:-{_SUFFIX})?")
 _EXAMPLE = "expected MAJOR.MINOR.PATCH[-suffix], e.g. 3.196.1-stable"
 

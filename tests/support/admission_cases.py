@@ -1,0 +1,431 @@
+"""RetoolDeployments that admission must refuse or admit, shared by unit and end-to-end tests.
+
+tests/e2e/test_admission.py sends each to a real API server; tests/unit/test_crd.py checks that
+the pydantic models agree with it and that every CEL rule of the CRD has a case here.
+Each invalid case breaks one rule of an otherwise valid object: the API server skips the CEL
+rules of an object that already fails its OpenAPI schema, so two faults could hide one another.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from retool_operator.core import models
+from retool_operator.core.models import API_VERSION, KIND, RetoolDeploymentStatus
+
+DELETE = object()
+"""In a change, removes the key instead of setting it."""
+
+
+def minimal_object(name: str = "retool") -> dict[str, Any]:
+    """The smallest valid RetoolDeployment: only the required fields."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": name},
+        "spec": {
+            "version": "3.196.1-stable",
+            "database": {
+                "host": "postgres.example.com",
+                "passwordSecretRef": {"name": "retool-db"},
+            },
+            "secretRef": {"name": "retool-secrets"},
+        },
+    }
+
+
+def merged(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `change` merged in: maps recursively, anything else replaced, DELETE removes."""
+    result = copy.deepcopy(base)
+    for key, value in change.items():
+        if value is DELETE:
+            result.pop(key, None)
+        elif isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merged(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+@dataclass(frozen=True)
+class Case:
+    """One object to submit: the minimal object with `change` merged in."""
+
+    id: str
+    change: dict[str, Any]
+    # For a refusal: the field path the API server's message must name, and a fragment of the
+    # message that shows which rule refused it.
+    field: str = ""
+    says: str = ""
+    # False where the rule is about something no model describes (metadata.name).
+    model_refuses: bool = True
+
+    def object(self, name: str = "retool") -> dict[str, Any]:
+        """The object to submit."""
+        return merged(minimal_object(name), self.change)
+
+
+def _spec(**change: Any) -> dict[str, Any]:
+    return {"spec": change}
+
+
+def _env(*names: str) -> list[dict[str, str]]:
+    return [{"name": n, "value": "x"} for n in names]
+
+
+_NAME_41 = "r" * 41
+
+INVALID = [
+    # --- CEL rules (x-kubernetes-validations), each with its own message -----------------------
+    Case("version-without-patch", _spec(version="3.196"), "spec.version", "MAJOR.MINOR.PATCH"),
+    Case("version-latest", _spec(version="latest"), "spec.version", "MAJOR.MINOR.PATCH"),
+    Case(
+        "image-with-tag",
+        _spec(image="tryretool/backend:3.196.1"),
+        "spec.image",
+        "without tag or digest",
+    ),
+    Case("image-empty", _spec(image=""), "spec.image", "without tag or digest"),
+    Case(
+        "code-executor-image-with-digest",
+        _spec(codeExecutorImage="tryretool/code-executor-service@sha256:0123abcd"),
+        "spec.codeExecutorImage",
+        "without tag or digest",
+    ),
+    Case(
+        "jobs-runner-two-replicas",
+        _spec(jobsRunner={"replicas": 2}),
+        "spec.jobsRunner.replicas",
+        "must be 1",
+    ),
+    Case(
+        "jobs-runner-zero-replicas",
+        _spec(jobsRunner={"replicas": 0}),
+        "spec.jobsRunner.replicas",
+        "must be a singleton",
+    ),
+    Case(
+        "autoscaling-min-above-max",
+        _spec(api={"autoscaling": {"minReplicas": 5, "maxReplicas": 3}}),
+        "spec.api.autoscaling",
+        "minReplicas must not be greater than maxReplicas",
+    ),
+    Case(
+        "migration-timeout-not-a-duration",
+        _spec(upgrade={"migrationTimeout": "soon"}),
+        "spec.upgrade.migrationTimeout",
+        "duration longer than zero",
+    ),
+    Case(
+        "migration-timeout-negative",
+        _spec(upgrade={"migrationTimeout": "-5m"}),
+        "spec.upgrade.migrationTimeout",
+        "duration longer than zero",
+    ),
+    Case(
+        "migration-timeout-in-days",
+        _spec(upgrade={"migrationTimeout": "1d"}),
+        "spec.upgrade.migrationTimeout",
+        "such as 90s, 30m or 1h30m",
+    ),
+    Case(
+        "migration-timeout-over-a-week",
+        _spec(upgrade={"migrationTimeout": "169h"}),
+        "spec.upgrade.migrationTimeout",
+        "at most 168h",
+    ),
+    Case(
+        "verify-timeout-zero",
+        _spec(upgrade={"verifyTimeout": "0s"}),
+        "spec.upgrade.verifyTimeout",
+        "duration longer than zero",
+    ),
+    Case(
+        "database-host-empty",
+        _spec(database={"host": ""}),
+        "spec.database.host",
+        "host name or IP address",
+    ),
+    Case(
+        "database-host-url",
+        _spec(database={"host": "postgres://db.example.com:5432"}),
+        "spec.database.host",
+        "not a URL",
+    ),
+    Case(
+        "migrations-table-not-an-identifier",
+        _spec(database={"migrationsTable": "meta; drop table users"}),
+        "spec.database.migrationsTable",
+        "must be a table name",
+    ),
+    Case(
+        "password-secret-name-empty",
+        _spec(database={"passwordSecretRef": {"name": ""}}),
+        "spec.database.passwordSecretRef.name",
+        "must be the name of a Secret",
+    ),
+    Case(
+        "password-secret-key-with-space",
+        _spec(database={"passwordSecretRef": {"key": "db password"}}),
+        "spec.database.passwordSecretRef.key",
+        "must be a Secret key",
+    ),
+    Case(
+        "secret-ref-name-not-a-dns-name",
+        _spec(secretRef={"name": "Retool_Secrets"}),
+        "spec.secretRef.name",
+        "must be the name of a Secret",
+    ),
+    Case(
+        "image-pull-secret-name-empty",
+        _spec(imagePullSecrets=[{"name": ""}]),
+        "spec.imagePullSecrets[0].name",
+        "must be the name of a Secret",
+    ),
+    Case(
+        "pdb-min-available-and-max-unavailable",
+        _spec(api={"podDisruptionBudget": {"minAvailable": 1, "maxUnavailable": 1}}),
+        "spec.api.podDisruptionBudget",
+        "minAvailable or maxUnavailable, not both",
+    ),
+    Case(
+        "pdb-min-available-not-a-percentage",
+        _spec(api={"podDisruptionBudget": {"minAvailable": "lots"}}),
+        "spec.api.podDisruptionBudget.minAvailable",
+        "or a percentage such as 50%",
+    ),
+    Case(
+        "pdb-max-unavailable-negative",
+        _spec(api={"podDisruptionBudget": {"maxUnavailable": -1}}),
+        "spec.api.podDisruptionBudget.maxUnavailable",
+        "a number of pods (0 or more)",
+    ),
+    Case(
+        "env-names-repeated",
+        _spec(api={"env": _env("LOG_LEVEL", "TZ", "LOG_LEVEL")}),
+        "spec.api.env",
+        "env names must be unique",
+    ),
+    Case(
+        "env-name-empty",
+        _spec(jobsRunner={"env": _env("")}),
+        "spec.jobsRunner.env[0].name",
+        "env[].name must be a variable name",
+    ),
+    Case(
+        "env-name-with-equals",
+        _spec(api={"env": _env("A=B")}),
+        "spec.api.env[0].name",
+        "without spaces or '='",
+    ),
+    Case(
+        "env-value-and-value-from",
+        _spec(
+            workflowsBackend={
+                "env": [{"name": "A", "value": "x", "valueFrom": {"fieldRef": {"fieldPath": "x"}}}]
+            }
+        ),
+        "spec.workflowsBackend.env[0]",
+        "sets both value and valueFrom",
+    ),
+    Case(
+        "resource-limit-not-a-quantity",
+        _spec(api={"resources": {"limits": {"memory": "4 GB"}}}),
+        "spec.api.resources.limits",
+        "resources.limits values must be quantities",
+    ),
+    Case(
+        "resource-request-negative",
+        _spec(codeExecutor={"resources": {"requests": {"cpu": -1}}}),
+        "spec.codeExecutor.resources.requests",
+        "resources.requests values must be quantities",
+    ),
+    Case(
+        "name-too-long",
+        {"metadata": {"name": _NAME_41}},
+        "metadata",
+        "metadata.name must be at most 40 characters",
+        model_refuses=False,
+    ),
+    Case(
+        "name-with-a-dot",
+        {"metadata": {"name": "retool.prod"}},
+        "metadata",
+        "starting with a letter",
+        model_refuses=False,
+    ),
+    # --- OpenAPI keywords (required, enum, minimum/maximum, maxItems): the API server's messages
+    # --- name the field and the bound, which is clear enough ----------------------------------
+    Case("version-missing", _spec(version=DELETE), "spec.version", "Required value"),
+    Case("secret-ref-missing", _spec(secretRef=DELETE), "spec.secretRef", "Required value"),
+    Case(
+        "autoscaling-without-max",
+        _spec(api={"autoscaling": {"minReplicas": 2}}),
+        "spec.api.autoscaling.maxReplicas",
+        "Required value",
+    ),
+    Case(
+        "api-replicas-negative",
+        _spec(api={"replicas": -1}),
+        "spec.api.replicas",
+        "greater than or equal to 0",
+    ),
+    Case(
+        "api-replicas-above-1000",
+        _spec(api={"replicas": 1001}),
+        "spec.api.replicas",
+        "less than or equal to 1000",
+    ),
+    Case(
+        "workflows-worker-replicas-above-1000",
+        _spec(workflowsWorker={"replicas": 5000}),
+        "spec.workflowsWorker.replicas",
+        "less than or equal to 1000",
+    ),
+    Case(
+        "database-port-zero",
+        _spec(database={"port": 0}),
+        "spec.database.port",
+        "greater than or equal to 1",
+    ),
+    Case(
+        "database-port-above-65535",
+        _spec(database={"port": 65536}),
+        "spec.database.port",
+        "less than or equal to 65535",
+    ),
+    Case(
+        "service-port-above-65535",
+        _spec(service={"port": 70000}),
+        "spec.service.port",
+        "less than or equal to 65535",
+    ),
+    Case(
+        "service-type-unknown",
+        _spec(service={"type": "Ingress"}),
+        "spec.service.type",
+        "Unsupported value",
+    ),
+    Case(
+        "ssl-mode-unknown",
+        _spec(database={"sslMode": "sometimes"}),
+        "spec.database.sslMode",
+        "Unsupported value",
+    ),
+    Case(
+        "upgrade-strategy-unknown",
+        _spec(upgrade={"strategy": "BlueGreen"}),
+        "spec.upgrade.strategy",
+        "Unsupported value",
+    ),
+    Case(
+        "too-many-env-vars",
+        _spec(api={"env": _env(*(f"VAR_{i}" for i in range(129)))}),
+        "spec.api.env",
+        "must have at most 128 items",
+    ),
+]
+
+VALID = [
+    Case("minimal", {}),
+    Case("old-plain-version", _spec(version="2.115.2")),
+    Case("image-behind-registry-port", _spec(image="registry.example.com:5000/retool/backend")),
+    Case("database-host-ipv6", _spec(database={"host": "fd00::5", "port": 6432})),
+    Case("durations", _spec(upgrade={"migrationTimeout": "1h30m", "verifyTimeout": "1.5m"})),
+    Case(
+        "autoscaling-min-equals-max",
+        _spec(api={"autoscaling": {"minReplicas": 3, "maxReplicas": 3}}),
+    ),
+    Case("pdb-percentage", _spec(api={"podDisruptionBudget": {"minAvailable": "50%"}})),
+    Case("pdb-count", _spec(api={"podDisruptionBudget": {"maxUnavailable": 0}})),
+    Case(
+        "env-value-from",
+        _spec(
+            api={
+                "env": [
+                    {"name": "LOG_LEVEL", "value": "debug"},
+                    {
+                        "name": "COOKIE_INSECURE",
+                        "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}},
+                    },
+                ]
+            }
+        ),
+    ),
+    Case(
+        "quantities",
+        _spec(
+            jobsRunner={
+                "resources": {
+                    "requests": {"cpu": "500m", "memory": "1Gi", "ephemeral-storage": 2},
+                    "limits": {"cpu": 2, "memory": "1.5Gi", "nvidia.com/gpu": "1e0"},
+                }
+            }
+        ),
+    ),
+    Case(
+        "optional-components",
+        _spec(workflowsBackend={}, workflowsWorker={"replicas": 0}, codeExecutor={"replicas": 2}),
+    ),
+    Case("name-of-40-characters", {"metadata": {"name": "r" * 40}}),
+]
+
+
+MOMENT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def full_status() -> RetoolDeploymentStatus:
+    """A status with every field set, as the operator could write it."""
+    component = models.ComponentStatus(
+        replicas=2, selector="a=b", ready_replicas=2, updated_replicas=2, version="3.196.1"
+    )
+    return RetoolDeploymentStatus(
+        observed_generation=3,
+        phase=models.Phase.UPGRADING,
+        current_version="3.190.0",
+        target_version="3.196.1",
+        upgrade=models.UpgradeStatus(
+            from_version="3.190.0",
+            to="3.196.1",
+            kind=models.ChangeKind.MINOR,
+            strategy=models.UpgradeStrategy.RECREATE,
+            step=models.Step.MIGRATING_DATABASE,
+            started_at=MOMENT,
+            step_started_at=MOMENT,
+            attempt=2,
+            saved_replicas={"api": 3},
+            message="migrating",
+        ),
+        retry_token="1",
+        api=component,
+        jobs_runner=component,
+        workflows_backend=component,
+        workflows_worker=component,
+        code_executor=component,
+        history=[
+            models.HistoryEntry(
+                from_version="3.180.0",
+                to="3.190.0",
+                started_at=MOMENT,
+                finished_at=MOMENT,
+                result=models.UpgradeResult.SUCCEEDED,
+                message="done",
+            )
+        ],
+        database=models.DatabaseStatus(
+            reachable=True, server_version="15.4", migrations_applied=10, blocked_queries=0
+        ),
+        conditions=[
+            models.Condition(
+                type="Ready",
+                status=models.ConditionStatus.FALSE,
+                reason="Upgrading",
+                message="m",
+                observed_generation=3,
+                last_transition_time=MOMENT,
+            )
+        ],
+    )
