@@ -61,11 +61,14 @@ def _kwok_kubeconfig() -> str:
 
 
 def _kind_kubeconfig(request: pytest.FixtureRequest) -> str:
-    if shutil.which("docker") is None or subprocess.run(
-        ["docker", "info"], capture_output=True, check=False
-    ).returncode:
+    if (
+        shutil.which("docker") is None
+        or subprocess.run(["docker", "info"], capture_output=True, check=False).returncode
+    ):
         pytest.skip("--cluster=kind needs a running Docker engine: `docker info` failed")
-    kind = pytest.importorskip("pytest_kind", reason="--cluster=kind needs `pip install pytest-kind`")
+    kind = pytest.importorskip(
+        "pytest_kind", reason="--cluster=kind needs `pip install pytest-kind`"
+    )
     cluster = kind.KindCluster("retool-operator-tests")
     cluster.create()
     request.addfinalizer(cluster.delete)
@@ -141,7 +144,9 @@ def namespace(cluster_api: object, request: pytest.FixtureRequest) -> Iterator[s
     core = client.CoreV1Api(cluster_api)
     slug = "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:40].strip("-")
     name = f"t-{slug}-{uuid.uuid4().hex[:6]}"
-    core.create_namespace({"metadata": {"name": name, "labels": {"retool-operator.dev/test": "true"}}})
+    core.create_namespace(
+        {"metadata": {"name": name, "labels": {"retool-operator.dev/test": "true"}}}
+    )
     yield name
     with contextlib.suppress(client.ApiException):
         core.delete_namespace(name, propagation_policy="Background")
@@ -156,3 +161,40 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     server = pgserver.start(data_dir)
     yield server
     pgserver.stop(data_dir)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[object]:
+    """Remember each phase's outcome on the item, so fixtures can tell a failed test."""
+    report = yield
+    setattr(item, f"rep_{call.when}", report)
+    return report
+
+
+@pytest.fixture
+def operator(
+    kubeconfig: str,
+    kube_api: object,
+    namespace: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> Iterator[object]:
+    """The operator, as a real process watching this test's namespace; its log on failure."""
+    from tests.support.operator_process import OperatorProcess
+
+    process = OperatorProcess(kubeconfig, namespace, tmp_path / "operator.log")
+    process.start()
+    yield process
+    process.stop()
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        print(f"\n----- operator log ({namespace}) -----\n{process.log_tail(150)}")
+
+
+@pytest.fixture
+def retool_secrets(kube_api: object, namespace: str, postgres: object) -> object:
+    """The database and Retool Secrets in the test namespace; the database server."""
+    from tests.support.retool import create_secrets
+
+    create_secrets(kube_api, namespace, postgres)  # type: ignore[arg-type]
+    return postgres

@@ -19,8 +19,10 @@ RECONCILE_SECONDS = Histogram(
     "Time one reconcile took.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-CHILD_WRITES = Counter(
-    f"{PREFIX}_child_writes_total", "Writes to children, by kind and verb.", ["kind", "verb"]
+API_WRITES = Counter(
+    f"{PREFIX}_api_writes_total",
+    "Write requests sent to the Kubernetes API, by kind and verb.",
+    ["kind", "verb"],
 )
 UPGRADES_STARTED = Counter(f"{PREFIX}_upgrades_started_total", "Upgrades started.")
 UPGRADES_SUCCEEDED = Counter(f"{PREFIX}_upgrades_succeeded_total", "Upgrades that succeeded.")

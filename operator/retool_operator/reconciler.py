@@ -182,6 +182,7 @@ class Reconciler:
         await self._write_status(key, state, body, decision)
         for event in decision.events:
             log.info("%s/%s: %s: %s", namespace, name, event.reason, event.message)
+            metrics.API_WRITES.labels("Event", "create").inc()
             await self._run(self.cluster.post_event, body, event, now)
         metrics.observe_decision(namespace, name, status, decision, now)
         if decision.plan is not None:
@@ -197,6 +198,7 @@ class Reconciler:
         if not patch:
             return
         resource_version = body["metadata"]["resourceVersion"]
+        metrics.API_WRITES.labels(KIND, "patch-status").inc()
         state.latest = await self._run(self.cluster.patch_status, *key, resource_version, patch)
 
     async def _write_invalid_spec(
@@ -309,22 +311,22 @@ class Reconciler:
                     manifest["metadata"]["name"],
                 )
                 self.cluster.apply(manifest)
-                metrics.CHILD_WRITES.labels(manifest["kind"], "apply").inc()
+                metrics.API_WRITES.labels(manifest["kind"], "apply").inc()
         if scale_api is not None:
             api_name = naming.workload_name(name, Component.API)
             current = live.get(("Deployment", api_name))
             if current is None or (current.get("spec") or {}).get("replicas") != scale_api:
                 self.cluster.scale_deployment(namespace, api_name, scale_api)
-                metrics.CHILD_WRITES.labels("Deployment", "scale").inc()
+                metrics.API_WRITES.labels("Deployment", "scale").inc()
         for kind, child in _unwanted(name, spec, live, metadata["uid"]):
             self.cluster.delete(kind, namespace, child)
-            metrics.CHILD_WRITES.labels(kind, "delete").inc()
+            metrics.API_WRITES.labels(kind, "delete").inc()
         for pod in decision.delete_pods:
             log.info(
                 "%s/%s: deleting pod %s that the StatefulSet will not replace", namespace, name, pod
             )
             self.cluster.delete_pod(namespace, pod)
-            metrics.CHILD_WRITES.labels("Pod", "delete").inc()
+            metrics.API_WRITES.labels("Pod", "delete").inc()
 
 
 def _recorded_status(body: Body) -> RetoolDeploymentStatus:

@@ -64,7 +64,9 @@ def _bin_dir() -> Path:
         return Path(found).parent
     candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), reverse=True)
     if not candidates:
-        raise RuntimeError("PostgreSQL is not installed: no pg_ctl on PATH or in /usr/lib/postgresql")
+        raise RuntimeError(
+            "PostgreSQL is not installed: no pg_ctl on PATH or in /usr/lib/postgresql"
+        )
     return Path(candidates[0]).parent
 
 
@@ -126,9 +128,36 @@ def start(data_dir: Path, port: int | None = None) -> PostgresServer:
                 if parent == Path("/"):
                     break
                 parent.chmod(parent.stat().st_mode | 0o011)
-        _run([str(bin_dir / "initdb"), "-D", str(data_dir), "-U", SUPERUSER, "-A", "trust", "-E", "UTF8"])
-    options = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories='{data_dir}' -c fsync=off"
-    _run([str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-o", options, "-l", str(data_dir / "server.log"), "-w", "start"])
+        _run(
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(data_dir),
+                "-U",
+                SUPERUSER,
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+            ]
+        )
+    options = (
+        f"-c listen_addresses=127.0.0.1 -p {port} "
+        f"-c unix_socket_directories='{data_dir}' -c fsync=off"
+    )
+    _run(
+        [
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data_dir),
+            "-o",
+            options,
+            "-l",
+            str(data_dir / "server.log"),
+            "-w",
+            "start",
+        ]
+    )
     server = PostgresServer(data_dir=data_dir, host="127.0.0.1", port=port)
     _ready(server.host, server.port, time.monotonic() + 30)
     with server.connect(as_superuser=True) as conn:
@@ -138,7 +167,11 @@ def start(data_dir: Path, port: int | None = None) -> PostgresServer:
             conn.execute(f"CREATE DATABASE {APP_DATABASE} OWNER {APP_USER}")
     # Password logins for the app role from here on; the superuser keeps trust for test set-up.
     hba = data_dir / "pg_hba.conf"
-    rules = f"host all {APP_USER} 127.0.0.1/32 scram-sha-256\nhost all all 127.0.0.1/32 trust\nlocal all all trust\n"
+    rules = (
+        f"host all {APP_USER} 127.0.0.1/32 scram-sha-256\n"
+        "host all all 127.0.0.1/32 trust\n"
+        "local all all trust\n"
+    )
     if hba.read_text() != rules:
         hba.write_text(rules)
         _run([str(bin_dir / "pg_ctl"), "-D", str(data_dir), "reload"])
@@ -162,7 +195,9 @@ def main(argv: list[str]) -> int:
         stop(Path(argv[1]))
         return 0
     server = start(Path(argv[1]))
-    print(f"PGHOST={server.host}\nPGPORT={server.port}\nPGUSER={server.user}\nPGDATABASE={server.database}")
+    print(
+        f"PGHOST={server.host}\nPGPORT={server.port}\nPGUSER={server.user}\nPGDATABASE={server.database}"
+    )
     return 0
 
 

@@ -9,13 +9,11 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-class WaitTimeout(AssertionError):
+class WaitTimeoutError(AssertionError):
     """The condition did not hold before the deadline."""
 
 
-def wait_for(
-    probe: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2
-) -> T:
+def wait_for(probe: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2) -> T:
     """Call PROBE until it returns something truthy and return that; fail after TIMEOUT seconds."""
     deadline = time.monotonic() + timeout
     last: T | None = None
@@ -24,5 +22,7 @@ def wait_for(
         if last:
             return last
         if time.monotonic() >= deadline:
-            raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+            raise WaitTimeoutError(
+                f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})"
+            )
         time.sleep(interval)

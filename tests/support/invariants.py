@@ -1,0 +1,211 @@
+"""Watches that check the upgrade invariants at every event, while an end-to-end test runs.
+
+- never more than one jobs-runner pod (terminating ones count);
+- no pod of the new version for the api or another service before a jobs-runner pod of the new
+  version has been Ready;
+- Recreate: no api pod while a new-version jobs-runner pod exists and has not been Ready yet;
+- RollingUpdate: the api Service keeps at least one ready endpoint;
+- the operator never writes the RetoolDeployment's spec.
+Steps seen in `status.upgrade.step` are recorded in order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from kubernetes import client, watch
+
+from tests.support.retool import GROUP, PLURAL, VERSION
+
+COMPONENT = "app.kubernetes.io/component"
+INSTANCE = "app.kubernetes.io/instance"
+
+
+@dataclasses.dataclass
+class _PodState:
+    component: str
+    version: str | None
+    ready: bool
+
+
+class InvariantMonitor:
+    """Start with `with InvariantMonitor(...) as monitor:`; read `violations` and `steps`."""
+
+    def __init__(
+        self,
+        api: client.ApiClient,
+        namespace: str,
+        instance: str,
+        *,
+        new_versions: set[str],
+        recreate: bool,
+        keep_endpoints: bool = False,
+    ) -> None:
+        self.api = api
+        self.namespace = namespace
+        self.instance = instance
+        self.new_versions = set(new_versions)
+        self.recreate = recreate
+        self.keep_endpoints = keep_endpoints
+        self.violations: list[str] = []
+        self.steps: list[str] = []
+        self.api_replicas_seen: list[int] = []
+        self.min_ready_endpoints: int | None = None
+        self._pods: dict[str, _PodState] = {}
+        self._ready_jobs_runner_versions: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def __enter__(self) -> InvariantMonitor:
+        watches: list[Callable[[], None]] = [self._watch_pods, self._watch_retool_deployment]
+        watches.append(self._watch_api_deployment)
+        if self.keep_endpoints:
+            watches.append(self._watch_endpoints)
+        for target in watches:
+            thread = threading.Thread(target=self._forever, args=(target,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        time.sleep(0.5)  # let the initial listings arrive before the test acts
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    def _violation(self, text: str) -> None:
+        with self._lock:
+            self._add(text)
+
+    def _add(self, text: str) -> None:
+        """Record a violation once (the caller holds the lock)."""
+        if text not in self.violations:
+            self.violations.append(text)
+
+    def _forever(self, target: Callable[[], None]) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(Exception):
+                target()
+
+    def _stream(self, list_fn: Callable[..., Any], **kwargs: Any) -> Iterator[dict[str, Any]]:
+        stream = watch.Watch()
+        for event in stream.stream(list_fn, timeout_seconds=5, **kwargs):
+            if self._stop.is_set():
+                stream.stop()
+                return
+            yield event
+
+    # --- pods --------------------------------------------------------------------------------
+
+    def _watch_pods(self) -> None:
+        core = client.CoreV1Api(self.api)
+        selector = f"{INSTANCE}={self.instance}"
+        for event in self._stream(
+            core.list_namespaced_pod, namespace=self.namespace, label_selector=selector
+        ):
+            pod = event["object"]
+            with self._lock:
+                if event["type"] == "DELETED":
+                    self._pods.pop(pod.metadata.name, None)
+                else:
+                    self._pods[pod.metadata.name] = _PodState(
+                        component=(pod.metadata.labels or {}).get(COMPONENT, ""),
+                        version=pod.spec.containers[0].image.rpartition(":")[2],
+                        ready=any(
+                            c.type == "Ready" and c.status == "True"
+                            for c in (pod.status.conditions or [])
+                        ),
+                    )
+                self._check_pods()
+
+    def _check_pods(self) -> None:
+        jobs_runners = {n: p for n, p in self._pods.items() if p.component == "jobs-runner"}
+        if len(jobs_runners) > 1:
+            self.violations.append(
+                f"{len(jobs_runners)} jobs-runner pods at once: {sorted(jobs_runners)}"
+            )
+        for pod in jobs_runners.values():
+            if pod.ready and pod.version:
+                self._ready_jobs_runner_versions.add(pod.version)
+        others = {n: p for n, p in self._pods.items() if p.component != "jobs-runner"}
+        for name, pod in others.items():
+            if (
+                pod.version in self.new_versions
+                and pod.version not in self._ready_jobs_runner_versions
+            ):
+                self.violations.append(
+                    f"{name} runs {pod.version} before a jobs-runner on it was Ready"
+                )
+        migrating = [
+            p
+            for p in jobs_runners.values()
+            if p.version in self.new_versions and p.version not in self._ready_jobs_runner_versions
+        ]
+        api_pods = [n for n, p in others.items() if p.component == "api"]
+        if self.recreate and migrating and api_pods:
+            self._add(f"api pods {api_pods} run while the new jobs-runner migrates")
+
+    # --- the api Deployment's replicas ---------------------------------------------------------
+
+    def _watch_api_deployment(self) -> None:
+        apps = client.AppsV1Api(self.api)
+        selector = f"metadata.name={self.instance}-api"
+        for event in self._stream(
+            apps.list_namespaced_deployment, namespace=self.namespace, field_selector=selector
+        ):
+            replicas = event["object"].spec.replicas
+            with self._lock:
+                if not self.api_replicas_seen or self.api_replicas_seen[-1] != replicas:
+                    self.api_replicas_seen.append(replicas)
+
+    # --- the api Service's endpoints ---------------------------------------------------------
+
+    def _watch_endpoints(self) -> None:
+        discovery = client.DiscoveryV1Api(self.api)
+        selector = f"kubernetes.io/service-name={self.instance}-api"
+        for event in self._stream(
+            discovery.list_namespaced_endpoint_slice,
+            namespace=self.namespace,
+            label_selector=selector,
+        ):
+            endpoints = event["object"].endpoints or []
+            ready = sum(1 for e in endpoints if e.conditions and e.conditions.ready)
+            if event["type"] == "DELETED":
+                ready = 0
+            with self._lock:
+                if self.min_ready_endpoints is None or ready < self.min_ready_endpoints:
+                    self.min_ready_endpoints = ready
+                if ready == 0:
+                    self._add("the api Service had no ready endpoint")
+
+    # --- the RetoolDeployment ----------------------------------------------------------------
+
+    def _watch_retool_deployment(self) -> None:
+        custom = client.CustomObjectsApi(self.api)
+        for event in self._stream(
+            custom.list_namespaced_custom_object,
+            group=GROUP,
+            version=VERSION,
+            namespace=self.namespace,
+            plural=PLURAL,
+            field_selector=f"metadata.name={self.instance}",
+        ):
+            body = event["object"]
+            step = ((body.get("status") or {}).get("upgrade") or {}).get("step")
+            with self._lock:
+                if step and (not self.steps or self.steps[-1] != step):
+                    self.steps.append(step)
+            for entry in body.get("metadata", {}).get("managedFields") or []:
+                writes_spec = "f:spec" in (entry.get("fieldsV1") or {})
+                if (
+                    entry.get("manager") == "retool-operator"
+                    and writes_spec
+                    and entry.get("subresource") != "status"
+                ):
+                    self._violation("the operator wrote the RetoolDeployment's spec")
