@@ -41,7 +41,9 @@ def _is_ready(pod: client.V1Pod) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
 
 
-def test_deployment_pods_become_ready_on_kwok_nodes(cluster_api: client.ApiClient, namespace: str) -> None:
+def test_deployment_pods_become_ready_on_kwok_nodes(
+    cluster_api: client.ApiClient, namespace: str
+) -> None:
     """A 3-replica Deployment gets 3 Ready pods, each scheduled onto a kwok node."""
     client.AppsV1Api(cluster_api).create_namespaced_deployment(namespace, _deployment("web", 3))
     core = client.CoreV1Api(cluster_api)
@@ -58,7 +60,9 @@ def test_deployment_pods_become_ready_on_kwok_nodes(cluster_api: client.ApiClien
         assert node.metadata.annotations.get("kwok.x-k8s.io/node") == "fake"
 
 
-def test_neverready_image_never_becomes_ready(cluster_api: client.ApiClient, namespace: str) -> None:
+def test_neverready_image_never_becomes_ready(
+    cluster_api: client.ApiClient, namespace: str
+) -> None:
     """A pod whose tag ends in -neverready runs but stays not Ready, unlike its healthy twin."""
     core = client.CoreV1Api(cluster_api)
     core.create_namespaced_pod(namespace, _pod("broken", "tryretool/backend:3.200.0-neverready"))
@@ -80,7 +84,7 @@ def test_neverready_image_never_becomes_ready(cluster_api: client.ApiClient, nam
 
 
 def test_ready_delay_annotation_is_honoured(cluster_api: client.ApiClient, namespace: str) -> None:
-    """pod-ready.stage.kwok.x-k8s.io/delay holds a pod not Ready for that long (a slow migration)."""
+    """The kwok ready-delay annotation holds a pod not Ready that long (a slow migration)."""
     core = client.CoreV1Api(cluster_api)
     annotations = {"pod-ready.stage.kwok.x-k8s.io/delay": "4s"}
     started = time.monotonic()
