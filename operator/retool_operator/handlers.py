@@ -82,7 +82,7 @@ def _view(indexes: dict[str, Any]) -> View:
         return [body for kind in CHILD_INDEXES for body in _store(indexes[kind], key)]
 
     def pods(key: Key) -> list[Body]:
-        return list(_store(indexes["retool_pods"], key))
+        return list(_store(indexes["child_pods"], key))
 
     return View(retool_deployment=retool_deployment, children=children, pods=pods)
 
@@ -118,10 +118,10 @@ def _pod_index(
 
 
 # kopf names each index after its handler id: one per kind, all sharing one function.
-CHILD_INDEXES = [f"retool_{plural}" for _, _, plural in CHILD_RESOURCES]
+CHILD_INDEXES = [f"child_{plural}" for _, _, plural in CHILD_RESOURCES]
 for (_group, _version, _plural), _index_id in zip(CHILD_RESOURCES, CHILD_INDEXES, strict=True):
     kopf.index(_group, _version, _plural, labels=MANAGED, id=_index_id)(_child_index)
-kopf.index("", "v1", "pods", labels=MANAGED, id="retool_pods")(_pod_index)
+kopf.index("", "v1", "pods", labels=MANAGED, id="child_pods")(_pod_index)
 
 
 # --- triggers ----------------------------------------------------------------------------------

@@ -198,6 +198,7 @@ class Reconciler:
         if not patch:
             return
         resource_version = body["metadata"]["resourceVersion"]
+        log.debug("%s/%s: status patch %s", *key, patch)
         metrics.API_WRITES.labels(KIND, "patch-status").inc()
         state.latest = await self._run(self.cluster.patch_status, *key, resource_version, patch)
 

@@ -51,6 +51,7 @@ class OperatorProcess:
                 "0",
                 "--tick-seconds",
                 TEST_TICK_SECONDS,
+                *(["--verbose"] if os.environ.get("RETOOL_TEST_OPERATOR_VERBOSE") else []),
                 *self.extra,
             ],
             cwd=REPO,

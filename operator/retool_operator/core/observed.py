@@ -58,15 +58,17 @@ class WorkloadObservation:
     revision_current: bool = True  # StatefulSet: currentRevision == updateRevision
     pods: tuple[PodObservation, ...] = ()
 
-    def rolled_out(self, version: str, replicas: int) -> bool:
+    def rolled_out(self, version: str, replicas: int, *, strict: bool = True) -> bool:
         """Every pod runs VERSION and is Ready, REPLICAS of them, and the controller caught up.
 
         A Deployment keeps old ReplicaSets, so "updated" needs observedGeneration to have caught
-        up and updated == ready == replicas; pods of any other version must be gone.
+        up and updated == ready == replicas; pods of any other version must be gone. Not STRICT
+        (steady state), a generation the controller has yet to observe does not count against
+        health: an annotation edit bumps a Deployment's generation without changing a pod.
         """
-        if self.version != version or not self.generation_observed or not self.revision_current:
+        if self.version != version or self.spec_replicas != replicas:
             return False
-        if self.spec_replicas != replicas:
+        if strict and not (self.generation_observed and self.revision_current):
             return False
         counts_match = self.updated_replicas == self.ready_replicas == self.replicas == replicas
         pods_match = len(self.pods) == replicas and all(

@@ -80,6 +80,8 @@ REQUEUE_BLOCKED_SECONDS = 10.0
 # Steps that may still change their target version (nothing has migrated yet).
 RETARGETABLE_STEPS = frozenset({Step.PREFLIGHT, Step.STOPPING_SERVICES})
 _MAX_TRANSITIONS = 12
+# How the message of an upgrade cancelled by a spec.version change begins (history included).
+CANCELLED = "cancelled"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,8 +181,14 @@ def _hpa_count(spec: RetoolDeploymentSpec, observed: int) -> int:
     return max(observed, autoscaling.min_replicas) if autoscaling is not None else observed
 
 
-def _unhealthy(spec: RetoolDeploymentSpec, observed: Snapshot, plan: Plan) -> list[str]:
-    """Components of PLAN not yet running their planned version and replicas, Ready."""
+def _unhealthy(
+    spec: RetoolDeploymentSpec, observed: Snapshot, plan: Plan, *, strict: bool = True
+) -> list[str]:
+    """Components of PLAN not yet running their planned version and replicas, Ready.
+
+    STRICT (during install and upgrades) also waits for each controller to observe its latest
+    generation; the steady state judges health by the pods alone.
+    """
     lagging = []
     for component, wanted in plan.items():
         workload = observed.workload(component)
@@ -191,7 +199,7 @@ def _unhealthy(spec: RetoolDeploymentSpec, observed: Snapshot, plan: Plan) -> li
         if replicas is None or (replicas > 0 and desired_replicas(spec, component) is None):
             # An autoscaled api runs the HPA's count once started (see _autoscaled_api).
             replicas = _expected_replicas(spec, component, workload)
-        if not workload.rolled_out(wanted.version, replicas):
+        if not workload.rolled_out(wanted.version, replicas, strict=strict):
             lagging.append(
                 f"{component.value} has {workload.ready_replicas}/{replicas} ready "
                 f"on {workload.version or 'no version'} (want {wanted.version})"
@@ -356,12 +364,13 @@ def _install(inp: Inputs, p: _Progress) -> tuple[_Progress, bool]:
 
 
 def _previous_failure(inp: Inputs, p: _Progress) -> HistoryEntry | None:
-    """The last upgrade, when it tried this very change and did not succeed."""
+    """The last upgrade, when it tried this very change and failed (a cancel is no failure)."""
     if not p.history:
         return None
     last = p.history[-1]
     same = last.to == inp.spec.version and last.from_version == p.current_version
-    return last if same and last.result is not UpgradeResult.SUCCEEDED else None
+    failed = last.result is not UpgradeResult.SUCCEEDED and not last.message.startswith(CANCELLED)
+    return last if same and failed else None
 
 
 def _attempt(inp: Inputs, p: _Progress) -> int:
@@ -417,7 +426,7 @@ def _begin_upgrade(inp: Inputs, p: _Progress) -> tuple[_Progress, bool]:
 def _steady(inp: Inputs, p: _Progress) -> tuple[_Progress, bool]:
     """Running spec.version: keep every child as the spec says (reverts drift)."""
     plan = steady_plan(inp.spec, inp.spec.version)
-    lagging = _unhealthy(inp.spec, inp.observed, plan)
+    lagging = _unhealthy(inp.spec, inp.observed, plan, strict=False)
     steady = dataclasses.replace(p, plan=plan, waiting="; ".join(lagging))
     secrets = _secrets_blocker(inp)
     if secrets:
@@ -440,7 +449,7 @@ def _retarget(inp: Inputs, p: _Progress) -> tuple[_Progress, bool] | None:
         if u.step is Step.PREFLIGHT:  # nothing was touched yet
             cancelled = dataclasses.replace(p, upgrade=None)
             return cancelled.emit("Normal", "UpgradeCancelled", f"{_summary(u)} cancelled"), True
-        why = f"cancelled: spec.version changed to {target}"
+        why = f"{CANCELLED}: spec.version changed to {target}"
         return _to_step(p, Step.ROLLING_BACK, inp.now, why), True
     assert change.kind is not None
     moved = u.model_copy(update={"to": target, "kind": change.kind})
@@ -462,6 +471,24 @@ def _preflight(inp: Inputs, p: _Progress) -> tuple[_Progress, bool]:
     database = _database_blocker(inp.database)
     if database:
         return _blocked(p, database[0], f"preflight: {database[1]}", hold), False
+    leftover = {
+        c: names
+        for c in enabled_components(inp.spec)
+        if (
+            names := [
+                x.name for x in inp.observed.pods(c) if x.version != u.from_version and not x.ready
+            ]
+        )
+    }
+    if leftover:
+        # A failed attempt left pods that never became Ready (they may still show
+        # CrashLoopBackOff): judging a new attempt by them would fail it at once. Put those
+        # components back on the previous version (the rest stays put) until the pods are gone;
+        # a stuck jobs-runner pod is deleted (_stuck_jobs_runner_pods).
+        names = [name for names in leftover.values() for name in names]
+        revert = {c: WorkloadPlan(u.from_version, desired_replicas(inp.spec, c)) for c in leftover}
+        waiting = f"preflight: waiting for pods of a failed attempt to go ({', '.join(names[:5])})"
+        return dataclasses.replace(p, plan=revert, waiting=waiting), False
     saved = _current_replicas(inp.spec, inp.observed)
     ready = dataclasses.replace(p, upgrade=u.model_copy(update={"saved_replicas": saved}))
     stops = u.kind is not ChangeKind.PATCH and u.strategy is UpgradeStrategy.RECREATE
@@ -756,7 +783,9 @@ def _status(inp: Inputs, p: _Progress) -> RetoolDeploymentStatus:
         and p.blocker is None
         and p.upgrade is None
         and p.current_version == inp.spec.version
-        and not _unhealthy(inp.spec, inp.observed, steady_plan(inp.spec, inp.spec.version))
+        and not _unhealthy(
+            inp.spec, inp.observed, steady_plan(inp.spec, inp.spec.version), strict=False
+        )
     )
     components = {
         c.field: component_status(
