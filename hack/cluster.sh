@@ -42,15 +42,22 @@ nodes_ready() {
   [ "$count" -ge 3 ]
 }
 
+# What the cluster was made from; a change (new kwok stages, other versions) means a new cluster.
+config_hash() {
+  cat "$here/kwok/stages.yaml" "$here/versions.sh" | sha256sum | cut -c1-16
+}
+hash_file() { echo "$KWOK_WORKDIR/clusters/$CLUSTER_NAME/retool-operator.hash"; }
+
 up() {
   bash "$here/build-binaries.sh" all
   mkdir -p "$(dirname "$CLUSTER_KUBECONFIG")"
-  if ready; then
+  if ready && [ "$(cat "$(hash_file)" 2>/dev/null)" = "$(config_hash)" ]; then
     log "cluster $CLUSTER_NAME is already up"
   else
     if kwokctl get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
-      # Left over from an earlier run whose processes are gone: start afresh, tests want a clean API.
-      log "cluster $CLUSTER_NAME exists but does not answer: recreating it"
+      # Left over from an earlier run whose processes are gone, or made from other stages or
+      # versions: start afresh, tests want a clean API.
+      log "cluster $CLUSTER_NAME is stale (not answering, or made from another config): recreating it"
       kwokctl delete cluster --name "$CLUSTER_NAME" >/dev/null 2>&1 || true
     fi
     log "creating cluster $CLUSTER_NAME (Kubernetes $K8S_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION)"
@@ -64,6 +71,7 @@ up() {
       --disable-qps-limits \
       --kubeconfig "" \
       --wait 120s
+    config_hash >"$(hash_file)"
     kwokctl get kubeconfig --name "$CLUSTER_NAME" >"$CLUSTER_KUBECONFIG.tmp"
     mv "$CLUSTER_KUBECONFIG.tmp" "$CLUSTER_KUBECONFIG"
     wait_until "the API server's /readyz" 120 ready

@@ -95,3 +95,47 @@ def test_ready_delay_annotation_is_honoured(cluster_api: client.ApiClient, names
         "the delayed pod to become Ready",
     )
     assert time.monotonic() - started >= 3.5
+
+
+def test_hung_image_runs_without_restarting_and_never_becomes_ready(
+    cluster_api: client.ApiClient, namespace: str
+) -> None:
+    """A pod tagged -hung runs, never restarts and stays not Ready (a stuck migration)."""
+    core = client.CoreV1Api(cluster_api)
+    core.create_namespaced_pod(namespace, _pod("hung", "tryretool/backend:3.200.0-hung"))
+    hung = wait_for(
+        lambda: (p := core.read_namespaced_pod("hung", namespace)).status.pod_ip and p,
+        DEADLINE,
+        "the hung pod to be started by kwok",
+    )
+    assert hung.status.phase == "Running"
+    assert not _is_ready(hung)
+    status = hung.status.container_statuses[0]
+    assert status.restart_count == 0
+    assert status.state.running is not None
+
+
+def test_delete_delay_annotation_keeps_a_pod_terminating(
+    cluster_api: client.ApiClient, namespace: str
+) -> None:
+    """pod-delete.stage.kwok.x-k8s.io/delay keeps a deleted pod terminating for that long."""
+    core = client.CoreV1Api(cluster_api)
+    annotations = {"pod-delete.stage.kwok.x-k8s.io/delay": "3s"}
+    core.create_namespaced_pod(namespace, _pod("lingering", "example/web:1.0.0", annotations))
+    wait_for(
+        lambda: _is_ready(core.read_namespaced_pod("lingering", namespace)) or None,
+        DEADLINE,
+        "the pod to become Ready",
+    )
+    started = time.monotonic()
+    core.delete_namespaced_pod("lingering", namespace)
+
+    def gone() -> bool:
+        try:
+            core.read_namespaced_pod("lingering", namespace)
+        except client.ApiException as error:
+            return error.status == 404
+        return False
+
+    wait_for(gone, DEADLINE, "the deleted pod to go")
+    assert time.monotonic() - started >= 2.5
