@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import sys
 from collections.abc import Sequence
 
@@ -11,6 +12,14 @@ import kopf
 
 from retool_operator import __version__
 from retool_operator.core.crd import render_crd_yaml
+
+
+def _priority(text: str) -> int:
+    """An int, or `random`: replicas of one Deployment need distinct priorities (kopf pauses
+    every operator of the same priority)."""
+    if text == "random":
+        return secrets.randbelow(2**30) + 1
+    return int(text)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,7 +47,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--peering", help="kopf peering name: with it, only one replica acts at a time"
     )
-    run.add_argument("--priority", type=int, default=0, help="peering priority (higher wins)")
+    run.add_argument(
+        "--priority",
+        type=_priority,
+        default=0,
+        help="peering priority, higher wins; `random` gives each replica its own",
+    )
+    run.add_argument(
+        "--peering-lifetime",
+        type=int,
+        default=60,
+        help="seconds after which a silent peer counts as gone (and another replica takes over)",
+    )
     run.add_argument(
         "--tick-seconds",
         type=float,
@@ -59,6 +79,10 @@ def _run(args: argparse.Namespace) -> int:
         os.environ["KUBECONFIG"] = args.kubeconfig
     if args.metrics_port:
         os.environ["RETOOL_OPERATOR_METRICS_PORT"] = str(args.metrics_port)
+    if args.peering:
+        os.environ["RETOOL_OPERATOR_PEERING"] = args.peering
+        os.environ["RETOOL_OPERATOR_PEERING_LIFETIME"] = str(args.peering_lifetime)
+        os.environ["RETOOL_OPERATOR_NAMESPACES"] = ",".join(args.namespace)
     # Imported only now, after the environment above: registering handlers reads it.
     from retool_operator import handlers  # noqa: F401, PLC0415
 

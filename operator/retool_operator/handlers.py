@@ -61,7 +61,16 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.connect_timeout = 10
     settings.persistence.finalizer = f"{models.GROUP}/finalizer"
     logging.getLogger("kopf.objects").addFilter(_SuccessFilter())
-    _reconciler = Reconciler(Cluster(new_api_client(os.environ.get("KUBECONFIG"))))
+    cluster = Cluster(new_api_client(os.environ.get("KUBECONFIG")))
+    _reconciler = Reconciler(cluster)
+    peering = os.environ.get("RETOOL_OPERATOR_PEERING")
+    if peering:
+        settings.peering.mandatory = True
+        lifetime = int(os.environ.get("RETOOL_OPERATOR_PEERING_LIFETIME", "60"))
+        settings.peering.lifetime = lifetime
+        # Peering is mandatory when named: kopf pauses until the peering object exists.
+        namespaces = [n for n in os.environ.get("RETOOL_OPERATOR_NAMESPACES", "").split(",") if n]
+        cluster.ensure_peering(peering, namespaces)
     port = os.environ.get("RETOOL_OPERATOR_METRICS_PORT")
     if port:
         metrics.serve(int(port))

@@ -33,6 +33,7 @@ from retool_operator.core.models import (
     Phase,
     RetoolDeploymentSpec,
     RetoolDeploymentStatus,
+    Step,
 )
 from retool_operator.core.observed import DatabaseProbe
 from retool_operator.core.statemachine import Decision, Inputs, decide
@@ -273,6 +274,9 @@ class Reconciler:
         fingerprint = target.fingerprint()
         steady = status.phase is Phase.READY and status.current_version == spec.version
         ttl = PROBE_TTL_STEADY_SECONDS if steady else PROBE_TTL_ACTIVE_SECONDS
+        preflight = status.upgrade is not None and status.upgrade.step is Step.PREFLIGHT
+        if preflight or (status.upgrade is None and status.current_version != spec.version):
+            ttl = 0.0  # an upgrade is about to start: only a fresh probe will do
         now = datetime.now(UTC)
         if state.probe is not None:
             known, result = state.probe

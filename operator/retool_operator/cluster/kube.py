@@ -144,6 +144,27 @@ class Cluster:
             raise
         return cast(dict[str, Any], result)
 
+    def ensure_peering(self, name: str, namespaces: list[str]) -> None:
+        """Create kopf's peering object(s) when missing: cluster-wide, or one per namespace."""
+        kinds = (
+            [("clusterkopfpeerings", None)]
+            if not namespaces
+            else [("kopfpeerings", namespace) for namespace in namespaces]
+        )
+        for plural, namespace in kinds:
+            kind = "ClusterKopfPeering" if namespace is None else "KopfPeering"
+            body = {"apiVersion": "kopf.dev/v1", "kind": kind, "metadata": {"name": name}}
+            try:
+                if namespace is None:
+                    self.custom.create_cluster_custom_object("kopf.dev", "v1", plural, body)
+                else:
+                    self.custom.create_namespaced_custom_object(
+                        "kopf.dev", "v1", namespace, plural, body
+                    )
+            except client.ApiException as error:
+                if error.status != 409:  # already there
+                    raise
+
     def post_event(self, owner: Mapping[str, Any], event: EventRecord, now: datetime) -> None:
         """Record an Event on the RetoolDeployment (best effort: a lost Event is only logged)."""
         metadata = owner["metadata"]
