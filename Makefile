@@ -63,6 +63,7 @@ lint: venv ## ruff, formatting, mypy --strict, import-linter contracts
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/hadolint Dockerfile
 
 .PHONY: unit
 unit: venv ## Unit tests of the pure core (no cluster, seconds)
