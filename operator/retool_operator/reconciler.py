@@ -181,8 +181,9 @@ class Reconciler:
             )
         )
         await self._write_status(key, state, body, decision)
+        fields = _log_fields(namespace, name, status, decision)
         for event in decision.events:
-            log.info("%s/%s: %s: %s", namespace, name, event.reason, event.message)
+            log.info("%s/%s: %s: %s", namespace, name, event.reason, event.message, extra=fields)
             metrics.API_WRITES.labels("Event", "create").inc()
             await self._run(self.cluster.post_event, body, event, now)
         metrics.observe_decision(namespace, name, status, decision, now)
@@ -332,6 +333,20 @@ class Reconciler:
             )
             self.cluster.delete_pod(namespace, pod)
             metrics.API_WRITES.labels("Pod", "delete").inc()
+
+
+def _log_fields(
+    namespace: str, name: str, previous: RetoolDeploymentStatus, decision: Decision
+) -> dict[str, Any]:
+    """Structured fields of a step-change log line (JSON logs): the object, versions, step."""
+    upgrade = decision.status.upgrade or previous.upgrade
+    return {
+        "k8s_ref": {"apiVersion": API_VERSION, "kind": KIND, "namespace": namespace, "name": name},
+        "from_version": upgrade.from_version if upgrade else decision.status.current_version,
+        "to_version": upgrade.to if upgrade else decision.status.target_version,
+        "step": decision.status.upgrade.step.value if decision.status.upgrade else None,
+        "phase": decision.status.phase.value if decision.status.phase else None,
+    }
 
 
 def _recorded_status(body: Body) -> RetoolDeploymentStatus:
