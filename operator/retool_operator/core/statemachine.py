@@ -13,6 +13,8 @@ Preflight
     Database reachable and PostgreSQL >= 13, Secrets present, not a refused downgrade. Nothing is
     touched until it passes; an unreachable database holds the upgrade here, retried, with
     `DatabaseReachable=False` and `Stalled=True`. On success the replica counts are remembered.
+    Pods a failed attempt left behind (not Ready, of another version) go first: their components
+    return to the old version, so a retry is not judged by a pod of the previous attempt.
 StoppingServices (Major/Minor, `Recreate`)
     Every component but the jobs-runner scales to 0 on the old version; wait until their pods are
     gone, so no api pod runs while migrations do.
@@ -77,6 +79,8 @@ EventType = Literal["Normal", "Warning"]
 # How soon to look again while waiting on the cluster (events usually come first).
 REQUEUE_ACTIVE_SECONDS = 2.0
 REQUEUE_BLOCKED_SECONDS = 10.0
+# Preflight trusts only a database probe at most this old (a cached one may predate an outage).
+PREFLIGHT_PROBE_MAX_AGE_SECONDS = 5.0
 # Steps that may still change their target version (nothing has migrated yet).
 RETARGETABLE_STEPS = frozenset({Step.PREFLIGHT, Step.STOPPING_SERVICES})
 _MAX_TRANSITIONS = 12
@@ -461,9 +465,29 @@ def _retarget(inp: Inputs, p: _Progress) -> tuple[_Progress, bool] | None:
     return retargeted, True
 
 
+def _pods_left_behind(inp: Inputs, version: str) -> dict[Component, list[str]]:
+    """Per component, its pods of another version than VERSION that are not Ready."""
+    left: dict[Component, list[str]] = {}
+    for component in enabled_components(inp.spec):
+        for pod in inp.observed.pods(component):
+            if pod.version != version and not pod.ready:
+                left.setdefault(component, []).append(pod.name)
+    return left
+
+
 def _preflight(inp: Inputs, p: _Progress) -> tuple[_Progress, bool]:
     assert p.upgrade is not None
     u = p.upgrade
+    leftover = _pods_left_behind(inp, u.from_version)
+    if leftover:
+        # A failed attempt left pods that never became Ready (they may still show
+        # CrashLoopBackOff): judging a new attempt by them would fail it at once. Put those
+        # components back on the previous version (the rest stays put) until the pods are gone;
+        # a stuck jobs-runner pod is deleted (_stuck_jobs_runner_pods).
+        names = [name for pods in leftover.values() for name in pods]
+        revert = {c: WorkloadPlan(u.from_version, desired_replicas(inp.spec, c)) for c in leftover}
+        waiting = f"preflight: waiting for pods of a failed attempt to go ({', '.join(names[:5])})"
+        return dataclasses.replace(p, plan=revert, waiting=waiting), False
     hold = steady_plan(inp.spec, u.from_version)
     secrets = _secrets_blocker(inp)
     if secrets:
@@ -471,24 +495,11 @@ def _preflight(inp: Inputs, p: _Progress) -> tuple[_Progress, bool]:
     database = _database_blocker(inp.database)
     if database:
         return _blocked(p, database[0], f"preflight: {database[1]}", hold), False
-    leftover = {
-        c: names
-        for c in enabled_components(inp.spec)
-        if (
-            names := [
-                x.name for x in inp.observed.pods(c) if x.version != u.from_version and not x.ready
-            ]
-        )
-    }
-    if leftover:
-        # A failed attempt left pods that never became Ready (they may still show
-        # CrashLoopBackOff): judging a new attempt by them would fail it at once. Put those
-        # components back on the previous version (the rest stays put) until the pods are gone;
-        # a stuck jobs-runner pod is deleted (_stuck_jobs_runner_pods).
-        names = [name for names in leftover.values() for name in names]
-        revert = {c: WorkloadPlan(u.from_version, desired_replicas(inp.spec, c)) for c in leftover}
-        waiting = f"preflight: waiting for pods of a failed attempt to go ({', '.join(names[:5])})"
-        return dataclasses.replace(p, plan=revert, waiting=waiting), False
+    assert inp.database is not None
+    if _elapsed(inp, inp.database.checked_at) > PREFLIGHT_PROBE_MAX_AGE_SECONDS:
+        return dataclasses.replace(
+            p, plan=hold, waiting="preflight: waiting for a fresh database probe"
+        ), False
     saved = _current_replicas(inp.spec, inp.observed)
     ready = dataclasses.replace(p, upgrade=u.model_copy(update={"saved_replicas": saved}))
     stops = u.kind is not ChangeKind.PATCH and u.strategy is UpgradeStrategy.RECREATE
@@ -603,14 +614,28 @@ def _verifying(inp: Inputs, p: _Progress) -> tuple[_Progress, bool]:
 def _rolling_back(inp: Inputs, p: _Progress) -> tuple[_Progress, bool]:
     assert p.upgrade is not None
     u = p.upgrade
-    plan = _plan_with(
-        inp.spec, jobs_runner=u.from_version, others=u.from_version, replicas=u.saved_replicas
+    jobs_runner = inp.observed.workload(Component.JOBS_RUNNER)
+    # Services that the upgrade stopped stay stopped until the jobs-runner is back on the old
+    # version and Ready: a failing new jobs-runner may still be migrating at each restart.
+    stopped = u.kind is not ChangeKind.PATCH and u.strategy is UpgradeStrategy.RECREATE
+    others_down = not any(
+        inp.observed.pods(c) for c in enabled_components(inp.spec) if c is not Component.JOBS_RUNNER
     )
+    old_runner_back = jobs_runner is not None and jobs_runner.rolled_out(u.from_version, 1)
+    hold = stopped and others_down and not old_runner_back
+    plan = _plan_with(
+        inp.spec,
+        jobs_runner=u.from_version,
+        others=u.from_version,
+        replicas=_stopped(u.saved_replicas) if hold else u.saved_replicas,
+    )
+    # A stuck jobs-runner pod of the new version is deleted by decide (_stuck_jobs_runner_pods).
     progress = dataclasses.replace(p, plan=plan)
     lagging = _unhealthy(inp.spec, inp.observed, plan)
-    if not lagging:
+    if not lagging and not hold:
         return _finish_upgrade(inp, progress, UpgradeResult.ROLLED_BACK, u.message), True
-    return dataclasses.replace(progress, waiting="rolling back: " + "; ".join(lagging)), False
+    waiting = "; ".join(lagging) or "waiting for the jobs-runner to be back on the old version"
+    return dataclasses.replace(progress, waiting=f"rolling back: {waiting}"), False
 
 
 def _stuck_jobs_runner_pods(inp: Inputs, plan: Plan | None) -> tuple[str, ...]:
