@@ -71,7 +71,7 @@ unit: venv ## Unit tests of the pure core (no cluster, seconds)
 
 .PHONY: e2e
 e2e: venv cluster-up ## End-to-end tests against the local control plane and a real PostgreSQL
-	$(BIN)/pytest tests/e2e -q -n $(E2E_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/pytest tests/e2e -q -n $(E2E_WORKERS) $(PYTEST_ARGS)
 
 .PHONY: test
 test: lint unit e2e ## The whole suite: lint, types, unit and end-to-end tests

@@ -11,7 +11,8 @@ repo=$(cd "$here/.." && pwd)
 # shellcheck source=hack/versions.sh
 source "$here/versions.sh"
 
-CLUSTER_NAME="${CLUSTER_NAME:-retool-operator}"
+# One cluster per checkout, so that two clones (a developer's and CI's) do not share one.
+CLUSTER_NAME="${CLUSTER_NAME:-retool-operator-$(printf '%s' "$repo" | sha256sum | cut -c1-8)}"
 CLUSTER_KUBECONFIG="${CLUSTER_KUBECONFIG:-$repo/.local/kubeconfig}"
 export KWOK_WORKDIR="${KWOK_WORKDIR:-$RETOOL_OPERATOR_CACHE/kwok}"
 export KWOK_RUNTIME=binary
