@@ -18,6 +18,8 @@ from retool_operator.core.observed import DatabaseProbe
 
 CONNECT_TIMEOUT_SECONDS = 3
 STATEMENT_TIMEOUT_MS = 3000
+# A migration may hold a lock on its table: wait this long for it, then report "unknown".
+LOCK_TIMEOUT_MS = 500
 # libpq's sslmode names equal the spec's.
 _SSL_MODES = {mode: mode.value for mode in SslMode}
 
@@ -79,17 +81,17 @@ def probe(target: Target, now: datetime) -> DatabaseProbe:
             password=target.password,
             sslmode=target.sslmode,
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
-            options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+            options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS} "
+            f"-c lock_timeout={LOCK_TIMEOUT_MS}",
             application_name="retool-operator",
             autocommit=True,
         ) as conn:
-            info = conn.info
-            version_num = int(info.server_version)
-            migrations = _migrations_applied(conn, target.migrations_table)
+            version_num = int(conn.info.server_version)
             blocked = conn.execute(
                 "SELECT count(*) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND wait_event_type = 'Lock'"
             ).fetchone()
+            migrations = _migrations_applied(conn, target.migrations_table)
             return DatabaseProbe(
                 checked_at=now,
                 reachable=True,
@@ -112,5 +114,9 @@ def _migrations_applied(conn: psycopg.Connection[tuple[object, ...]], table: str
     exists = conn.execute("SELECT to_regclass(quote_ident(%s)) IS NOT NULL", (table,)).fetchone()
     if not exists or not exists[0]:
         return None
-    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
+    query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
+    try:
+        row = conn.execute(query).fetchone()
+    except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled):
+        return None  # a migration holds the table: the count is unknown, not an outage
     return int(str(row[0])) if row else None
