@@ -370,3 +370,57 @@ def test_operator_killed_during_a_step_resumes(
     assert killed_in is not None, "the upgrade had already finished when the operator was killed"
     history = retool.get(kube_api, namespace, NAME)["status"]["history"]
     assert [(e["from"], e["to"], e["result"]) for e in history] == [(OLD, NEW, "Succeeded")]
+
+
+def test_metrics_follow_an_upgrade(
+    kube_api: client.ApiClient,
+    namespace: str,
+    retool_secrets: PostgresServer,
+    operator: OperatorProcess,
+) -> None:
+    """The metrics endpoint, scraped during and after an upgrade, tells what happened."""
+    _install(kube_api, namespace, retool_secrets, SLOW_MIGRATION)
+    ids = {"namespace": namespace, "name": NAME}
+    assert operator.metric("retool_operator_api_replicas_desired", **ids) == 2
+    assert operator.metric("retool_operator_database_reachable", **ids) == 1
+    retool.patch_spec(kube_api, namespace, NAME, {"version": NEW})
+    wait_for(
+        lambda: (
+            operator.metric("retool_operator_upgrade_step", **ids, step="MigratingDatabase") == 1
+        ),
+        DEADLINE,
+        "the step gauge to show MigratingDatabase",
+    )
+    wait_for(
+        lambda: operator.metric("retool_operator_jobs_runner_ready", **ids) == 0,
+        10,
+        "the jobs-runner gauge to show the migrating pod not Ready",
+    )
+    wait_for(lambda: _ready_on(kube_api, namespace, NEW), DEADLINE, f"Ready on {NEW}")
+    wait_for(
+        lambda: operator.metric("retool_operator_upgrades_succeeded_total") == 1,
+        DEADLINE,
+        "the succeeded counter",
+    )
+    assert operator.metric("retool_operator_upgrades_started_total") == 1
+    assert operator.metric("retool_operator_upgrades_rolled_back_total") == 0
+    assert (
+        operator.metric("retool_operator_upgrade_duration_seconds_count", result="Succeeded") == 1
+    )
+    migrating = operator.metric(
+        "retool_operator_upgrade_step_duration_seconds_sum", step="MigratingDatabase"
+    )
+    assert migrating is not None
+    assert migrating >= 3.5  # the jobs-runner's 4s ready delay
+    for step in (
+        "Preflight",
+        "StoppingServices",
+        "MigratingDatabase",
+        "StartingServices",
+        "Verifying",
+    ):
+        assert operator.metric("retool_operator_upgrade_step", **ids, step=step) is None
+    assert operator.metric("retool_operator_api_replicas_ready", **ids) == 2
+    assert operator.metric("retool_operator_jobs_runner_ready", **ids) == 1
+    assert (operator.metric("retool_operator_reconcile_total", result="ok") or 0) > 0
+    assert (operator.metric("retool_operator_reconcile_total", result="error") or 0) == 0

@@ -81,6 +81,17 @@ class OperatorProcess:
         with urllib.request.urlopen(url, timeout=5) as response:
             return str(response.read().decode())
 
+    def metric(self, metric_name: str, /, **labels: str) -> float | None:
+        """The value of the first sample METRIC_NAME{LABELS...} (more labels allowed), if any."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        for family in text_string_to_metric_families(self.metrics()):
+            for sample in family.samples:
+                wanted = all(sample.labels.get(k) == v for k, v in labels.items())
+                if sample.name == metric_name and wanted:
+                    return float(sample.value)
+        return None
+
     def metric_sum(self, name: str) -> float:
         """The sum of every sample of one metric family (0 when absent)."""
         total = 0.0
