@@ -57,6 +57,10 @@ postgres-down: venv ## Stop the local PostgreSQL server
 crds: venv ## Regenerate crds/ from the models
 	$(BIN)/retool-operator crds > crds/retooldeployments.yaml
 
+.PHONY: docs
+docs: venv ## Regenerate docs/crd-reference.md from the models
+	$(BIN)/python -m retool_operator.core.reference > docs/crd-reference.md
+
 .PHONY: lint
 lint: venv ## ruff, formatting, mypy --strict, import-linter contracts
 	$(BIN)/ruff check .
