@@ -308,6 +308,11 @@ def _fail(inp: Inputs, p: _Progress, why: str) -> _Progress:
     return _finish_upgrade(inp, failed, UpgradeResult.FAILED, why)
 
 
+def _stops_services(u: UpgradeStatus) -> bool:
+    """Whether this upgrade stops every other component while the jobs-runner migrates."""
+    return u.kind is not ChangeKind.PATCH and u.strategy is UpgradeStrategy.RECREATE
+
+
 def _timed_out(inp: Inputs, u: UpgradeStatus, limit: str) -> bool:
     return _elapsed(inp, u.step_started_at) > parse_duration(limit)
 
@@ -502,7 +507,7 @@ def _preflight(inp: Inputs, p: _Progress) -> tuple[_Progress, bool]:
         ), False
     saved = _current_replicas(inp.spec, inp.observed)
     ready = dataclasses.replace(p, upgrade=u.model_copy(update={"saved_replicas": saved}))
-    stops = u.kind is not ChangeKind.PATCH and u.strategy is UpgradeStrategy.RECREATE
+    stops = _stops_services(u)
     return _to_step(
         ready, Step.STOPPING_SERVICES if stops else Step.MIGRATING_DATABASE, inp.now
     ), True
@@ -536,7 +541,7 @@ def _stopping_services(inp: Inputs, p: _Progress) -> tuple[_Progress, bool]:
 def _migrating_database(inp: Inputs, p: _Progress) -> tuple[_Progress, bool]:
     assert p.upgrade is not None
     u = p.upgrade
-    stopped = u.kind is not ChangeKind.PATCH and u.strategy is UpgradeStrategy.RECREATE
+    stopped = _stops_services(u)
     plan = _plan_with(
         inp.spec,
         jobs_runner=u.to,
@@ -617,7 +622,7 @@ def _rolling_back(inp: Inputs, p: _Progress) -> tuple[_Progress, bool]:
     jobs_runner = inp.observed.workload(Component.JOBS_RUNNER)
     # Services that the upgrade stopped stay stopped until the jobs-runner is back on the old
     # version and Ready: a failing new jobs-runner may still be migrating at each restart.
-    stopped = u.kind is not ChangeKind.PATCH and u.strategy is UpgradeStrategy.RECREATE
+    stopped = _stops_services(u)
     others_down = not any(
         inp.observed.pods(c) for c in enabled_components(inp.spec) if c is not Component.JOBS_RUNNER
     )
