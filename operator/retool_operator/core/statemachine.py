@@ -844,6 +844,19 @@ def _status(inp: Inputs, p: _Progress) -> RetoolDeploymentStatus:
     )
 
 
+def _announce_blocker(inp: Inputs, p: _Progress) -> _Progress:
+    """A Warning Event when the operator newly needs a person (once, not at every reconcile)."""
+    if p.blocker is None:
+        return p
+    recorded = cond.find(inp.status.conditions, cond.STALLED)
+    if recorded is not None and recorded.status == "True" and recorded.reason == p.blocker.reason:
+        return p
+    # A rollback or failure of this very decision has already said it.
+    if any(e.reason in {p.blocker.reason, "UpgradeRolledBack"} for e in p.events):
+        return p
+    return p.emit("Warning", p.blocker.reason, p.blocker.message)
+
+
 def decide(inp: Inputs) -> Decision:
     """The next status and the children to converge on, from everything observed."""
     recorded = inp.status
@@ -858,6 +871,7 @@ def decide(inp: Inputs) -> Decision:
             p, moved = _advance(inp, p)
             if not moved:
                 break
+    p = _announce_blocker(inp, p)
     status = _status(inp, p)
     if inp.spec.paused:
         return Decision(status=status, plan=None, events=p.events)
