@@ -73,6 +73,11 @@ class _KeyState:
     started: int = 0
     due: float = 0.0
     latest: Body | None = None  # our own last status write, newer than the watch may be
+    # What we last applied to each child, and the resourceVersion it got: until the watch shows
+    # that version, the same manifest is not sent again (the watch is behind, not the object).
+    applied: dict[tuple[str, str], tuple[int, dict[str, Any]]] = dataclasses.field(
+        default_factory=dict
+    )
     probe: tuple[tuple[object, ...], DatabaseProbe] | None = None
 
 
@@ -188,7 +193,7 @@ class Reconciler:
             await self._run(self.cluster.post_event, body, event, now)
         metrics.observe_decision(namespace, name, status, decision, now)
         if decision.plan is not None:
-            await self._run(self._converge, body, spec, decision, children)
+            await self._run(self._converge, state, body, spec, decision, children)
         wait = decision.requeue_after if decision.requeue_after is not None else RESYNC_SECONDS
         state.due = time.monotonic() + wait
 
@@ -288,7 +293,12 @@ class Reconciler:
         return result
 
     def _converge(
-        self, body: Body, spec: RetoolDeploymentSpec, decision: Decision, children: list[Body]
+        self,
+        state: _KeyState,
+        body: Body,
+        spec: RetoolDeploymentSpec,
+        decision: Decision,
+        children: list[Body],
     ) -> None:
         """Apply each planned child that live does not already match; remove unwanted ones."""
         assert decision.plan is not None

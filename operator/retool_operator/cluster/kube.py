@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import logging
 import os
 from collections.abc import Iterator, Mapping
@@ -61,11 +62,14 @@ class Cluster:
         self.custom = client.CustomObjectsApi(api)
         self._apis = {kind: (cls(api), suffix) for kind, (cls, suffix) in _CHILD_APIS.items()}
 
-    def apply(self, manifest: Mapping[str, Any]) -> None:
-        """Server-side apply one child (create or update) as the operator's field manager."""
+    def apply(self, manifest: Mapping[str, Any]) -> str:
+        """Server-side apply one child (create or update) as the operator's field manager.
+
+        Returns the resourceVersion the API server gave the result.
+        """
         api, suffix = self._apis[manifest["kind"]]
         metadata = manifest["metadata"]
-        getattr(api, f"patch_{suffix}")(
+        response = getattr(api, f"patch_{suffix}")(
             metadata["name"],
             metadata["namespace"],
             manifest,
@@ -74,6 +78,7 @@ class Cluster:
             _content_type=APPLY,
             _preload_content=False,
         )
+        return str(json.loads(response.data)["metadata"]["resourceVersion"])
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
         """Delete one child; already gone is fine."""
