@@ -27,7 +27,7 @@ build_kubernetes() {
   for b in "${want[@]}"; do [ -x "$dir/$b" ] || missing=1; done
   if [ "$missing" = 0 ]; then log "kubernetes $K8S_VERSION: cached in $dir"; return; fi
   log "kubernetes $K8S_VERSION: building ${want[*]} from source."
-  log "A cold build downloads ~1 GB of modules and takes 15-40 minutes on 2 cores; later runs reuse $dir."
+  log "A cold build downloads ~1 GB of modules and takes about 6-10 minutes on 2 cores; later runs reuse $dir."
   local work; work=$(mktemp -d "${TMPDIR:-/tmp}/k8s-build.XXXXXX")
   trap 'rm -rf "$work"' RETURN
   (
