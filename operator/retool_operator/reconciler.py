@@ -48,6 +48,9 @@ T = TypeVar("T")
 # How long a database probe stays fresh: short while work is under way, longer when steady.
 PROBE_TTL_ACTIVE_SECONDS = 2.0
 PROBE_TTL_STEADY_SECONDS = 60.0
+# Secrets are not watched (read-only RBAC: get, not list/watch); steady, they are re-read this
+# often, and at every reconcile while anything is under way.
+SECRETS_TTL_STEADY_SECONDS = 30.0
 # With nothing to wait for, look again this often anyway (Secrets and the database are not
 # watched, so this is how their changes are noticed).
 RESYNC_SECONDS = 300.0
@@ -79,6 +82,7 @@ class _KeyState:
         default_factory=dict
     )
     probe: tuple[tuple[object, ...], DatabaseProbe] | None = None
+    secrets: tuple[float, tuple[object, ...], _Secrets] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,7 +172,7 @@ class Reconciler:
             await self._write_invalid_spec(key, state, body, generation, error)
             return
         status = _recorded_status(body)
-        secrets = await self._run(self._read_secrets, namespace, spec)
+        secrets = await self._secrets(state, namespace, spec, status)
         children = view.children(key)
         observed = reading.snapshot(children, view.pods(key), secrets.missing)
         database = await self._probe(state, spec, status, secrets.database_password)
@@ -185,15 +189,25 @@ class Reconciler:
                 annotations=metadata.get("annotations") or {},
             )
         )
-        await self._write_status(key, state, body, decision)
+        # A change of step is recorded before the children change (write-ahead: a restarted
+        # operator finds the step it was carrying out). Otherwise the children come first: a
+        # replica change reaches its Deployment without waiting for a status write.
+        intent = (decision.status.upgrade, decision.status.current_version) != (
+            status.upgrade,
+            status.current_version,
+        )
+        if intent:
+            await self._write_status(key, state, body, decision)
+        if decision.plan is not None:
+            await self._run(self._converge, state, body, spec, decision, children)
+        if not intent:
+            await self._write_status(key, state, body, decision)
         fields = _log_fields(namespace, name, status, decision)
         for event in decision.events:
             log.info("%s/%s: %s: %s", namespace, name, event.reason, event.message, extra=fields)
             metrics.API_WRITES.labels("Event", "create").inc()
             await self._run(self.cluster.post_event, body, event, now)
         metrics.observe_decision(namespace, name, status, decision, now)
-        if decision.plan is not None:
-            await self._run(self._converge, state, body, spec, decision, children)
         wait = decision.requeue_after if decision.requeue_after is not None else RESYNC_SECONDS
         state.due = time.monotonic() + wait
 
@@ -241,6 +255,24 @@ class Reconciler:
         )
         await self._write_status(key, state, body, Decision(status=updated, plan=None))
 
+    async def _secrets(
+        self,
+        state: _KeyState,
+        namespace: str,
+        spec: RetoolDeploymentSpec,
+        status: RetoolDeploymentStatus,
+    ) -> _Secrets:
+        """The referenced Secrets, read again unless steady and read recently (not watched)."""
+        ttl = SECRETS_TTL_STEADY_SECONDS if _steady(spec, status) else 0.0
+        refs = (spec.secret_ref, spec.database.password_secret_ref)
+        if state.secrets is not None:
+            read_at, known_refs, known = state.secrets
+            if known_refs == refs and time.monotonic() - read_at < ttl:
+                return known
+        secrets = await self._run(self._read_secrets, namespace, spec)
+        state.secrets = (time.monotonic(), refs, secrets)
+        return secrets
+
     def _read_secrets(self, namespace: str, spec: RetoolDeploymentSpec) -> _Secrets:
         """Which referenced Secrets or keys are missing, and the database password."""
         missing: list[str] = []
@@ -278,8 +310,7 @@ class Reconciler:
             return None
         target = Target.from_spec(spec.database, password)
         fingerprint = target.fingerprint()
-        steady = status.phase is Phase.READY and status.current_version == spec.version
-        ttl = PROBE_TTL_STEADY_SECONDS if steady else PROBE_TTL_ACTIVE_SECONDS
+        ttl = PROBE_TTL_STEADY_SECONDS if _steady(spec, status) else PROBE_TTL_ACTIVE_SECONDS
         preflight = status.upgrade is not None and status.upgrade.step is Step.PREFLIGHT
         if preflight or (status.upgrade is None and status.current_version != spec.version):
             ttl = 0.0  # an upgrade is about to start: only a fresh probe will do
@@ -357,6 +388,11 @@ def _log_fields(
         "step": decision.status.upgrade.step.value if decision.status.upgrade else None,
         "phase": decision.status.phase.value if decision.status.phase else None,
     }
+
+
+def _steady(spec: RetoolDeploymentSpec, status: RetoolDeploymentStatus) -> bool:
+    """Ready on spec.version with nothing under way: cached reads may be a little old."""
+    return status.phase is Phase.READY and status.current_version == spec.version
 
 
 def _recorded_status(body: Body) -> RetoolDeploymentStatus:
