@@ -80,6 +80,10 @@ e2e: venv cluster-up ## End-to-end tests against the local control plane and a r
 .PHONY: test
 test: lint unit e2e ## The whole suite: lint, types, unit and end-to-end tests
 
+.PHONY: bench
+bench: venv binaries ## Benchmarks against Kubernetes' own controllers (own cluster; BENCH_ARGS=--quick)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
 .PHONY: run
 run: venv ## Run the operator in the foreground against the local control plane (or KUBECONFIG=...)
 ifneq ($(origin KUBECONFIG),command line)
