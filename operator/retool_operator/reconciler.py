@@ -49,8 +49,9 @@ T = TypeVar("T")
 PROBE_TTL_ACTIVE_SECONDS = 2.0
 PROBE_TTL_STEADY_SECONDS = 60.0
 # Secrets are not watched (read-only RBAC: get, not list/watch); steady, they are re-read this
-# often, and at every reconcile while anything is under way.
+# often, and every 2 s while anything is under way (an install's many reconciles share a read).
 SECRETS_TTL_STEADY_SECONDS = 30.0
+SECRETS_TTL_ACTIVE_SECONDS = 2.0
 # With nothing to wait for, look again this often anyway (Secrets and the database are not
 # watched, so this is how their changes are noticed).
 RESYNC_SECONDS = 300.0
@@ -263,7 +264,7 @@ class Reconciler:
         status: RetoolDeploymentStatus,
     ) -> _Secrets:
         """The referenced Secrets, read again unless steady and read recently (not watched)."""
-        ttl = SECRETS_TTL_STEADY_SECONDS if _steady(spec, status) else 0.0
+        ttl = SECRETS_TTL_STEADY_SECONDS if _steady(spec, status) else SECRETS_TTL_ACTIVE_SECONDS
         refs = (spec.secret_ref, spec.database.password_secret_ref)
         if state.secrets is not None:
             read_at, known_refs, known = state.secrets
@@ -312,7 +313,9 @@ class Reconciler:
         fingerprint = target.fingerprint()
         ttl = PROBE_TTL_STEADY_SECONDS if _steady(spec, status) else PROBE_TTL_ACTIVE_SECONDS
         preflight = status.upgrade is not None and status.upgrade.step is Step.PREFLIGHT
-        if preflight or (status.upgrade is None and status.current_version != spec.version):
+        installed = status.current_version is not None
+        pending = status.upgrade is None and installed and status.current_version != spec.version
+        if preflight or pending:
             ttl = 0.0  # an upgrade is about to start: only a fresh probe will do
         now = datetime.now(UTC)
         if state.probe is not None:
