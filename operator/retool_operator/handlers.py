@@ -60,6 +60,11 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
     settings.persistence.finalizer = f"{models.GROUP}/finalizer"
+    # Filter children on the API server, not in the client: the operator then never receives
+    # (nor holds in memory) the cluster's other pods, Deployments and Services.
+    managed = ",".join(f"{key}={value}" for key, value in MANAGED.items())
+    for resource in (*CHILD_RESOURCES, ("", "v1", "pods")):
+        settings.watching.label_selectors[resource[2]] = managed
     logging.getLogger("kopf.objects").addFilter(_SuccessFilter())
     cluster = Cluster(new_api_client(os.environ.get("KUBECONFIG")))
     _reconciler = Reconciler(cluster)

@@ -264,7 +264,7 @@ class Reconciler:
         status: RetoolDeploymentStatus,
     ) -> _Secrets:
         """The referenced Secrets, read again unless steady and read recently (not watched)."""
-        ttl = SECRETS_TTL_STEADY_SECONDS if _steady(spec, status) else SECRETS_TTL_ACTIVE_SECONDS
+        ttl = _freshness(spec, status, SECRETS_TTL_STEADY_SECONDS, SECRETS_TTL_ACTIVE_SECONDS)
         refs = (spec.secret_ref, spec.database.password_secret_ref)
         if state.secrets is not None:
             read_at, known_refs, known = state.secrets
@@ -311,12 +311,7 @@ class Reconciler:
             return None
         target = Target.from_spec(spec.database, password)
         fingerprint = target.fingerprint()
-        ttl = PROBE_TTL_STEADY_SECONDS if _steady(spec, status) else PROBE_TTL_ACTIVE_SECONDS
-        preflight = status.upgrade is not None and status.upgrade.step is Step.PREFLIGHT
-        installed = status.current_version is not None
-        pending = status.upgrade is None and installed and status.current_version != spec.version
-        if preflight or pending:
-            ttl = 0.0  # an upgrade is about to start: only a fresh probe will do
+        ttl = _freshness(spec, status, PROBE_TTL_STEADY_SECONDS, PROBE_TTL_ACTIVE_SECONDS)
         now = datetime.now(UTC)
         if state.probe is not None:
             known, result = state.probe
@@ -393,9 +388,22 @@ def _log_fields(
     }
 
 
-def _steady(spec: RetoolDeploymentSpec, status: RetoolDeploymentStatus) -> bool:
-    """Ready on spec.version with nothing under way: cached reads may be a little old."""
-    return status.phase is Phase.READY and status.current_version == spec.version
+def _freshness(
+    spec: RetoolDeploymentSpec, status: RetoolDeploymentStatus, steady: float, active: float
+) -> float:
+    """How old a cached read (Secrets, database probe) may be for this reconcile.
+
+    An upgrade about to start (or in Preflight) checks what it relies on: only fresh reads. Ready
+    on spec.version: STEADY. Anything else under way (an install, a later step): ACTIVE.
+    """
+    preflight = status.upgrade is not None and status.upgrade.step is Step.PREFLIGHT
+    installed = status.current_version is not None
+    pending = status.upgrade is None and installed and status.current_version != spec.version
+    if preflight or pending:
+        return 0.0
+    if status.phase is Phase.READY and status.current_version == spec.version:
+        return steady
+    return active
 
 
 def _recorded_status(body: Body) -> RetoolDeploymentStatus:
