@@ -245,52 +245,42 @@ def test_downgrade_is_refused_unless_annotated(
     wait_for(lambda: _ready_on(kube_api, namespace, old_minor), DEADLINE, f"Ready on {old_minor}")
 
 
+@pytest.mark.parametrize(
+    ("step", "history"),
+    [
+        pytest.param("StoppingServices", [(OLD, NEWER, "Succeeded")], id="retargets"),
+        pytest.param(
+            "MigratingDatabase",
+            [(OLD, NEW, "Succeeded"), (NEW, NEWER, "Succeeded")],
+            id="finishes-then-upgrades-again",
+        ),
+    ],
+)
 @pytest.mark.usefixtures("operator")
-def test_version_changed_during_stopping_services_retargets(
-    kube_api: client.ApiClient, namespace: str, retool_secrets: PostgresServer
+def test_version_changed_mid_upgrade(
+    kube_api: client.ApiClient,
+    namespace: str,
+    retool_secrets: PostgresServer,
+    step: str,
+    history: list[tuple[str, str, str]],
 ) -> None:
-    """A new spec.version before migrations start replaces the target: one upgrade, to NEWER."""
+    """A new spec.version before migrations retargets; once they run, the upgrade finishes first."""
     _install(kube_api, namespace, retool_secrets, retool.merge(SLOW_STOP, SLOW_MIGRATION))
     with InvariantMonitor(
         kube_api, namespace, NAME, new_versions={NEW, NEWER}, recreate=True
     ) as monitor:
         retool.patch_spec(kube_api, namespace, NAME, {"version": NEW})
-        wait_for(
-            lambda: _step(kube_api, namespace) == "StoppingServices", DEADLINE, "StoppingServices"
-        )
-        retool.patch_spec(kube_api, namespace, NAME, {"version": NEWER})
-        body = wait_for(
-            lambda: _ready_on(kube_api, namespace, NEWER), DEADLINE, f"Ready on {NEWER}"
-        )
-    _assert_clean(monitor)
-    history = body["status"]["history"]
-    assert [(e["from"], e["to"], e["result"]) for e in history] == [(OLD, NEWER, "Succeeded")]
-    assert any(m.startswith("UpgradeRetargeted:") for m in _event_messages(kube_api, namespace))
-
-
-@pytest.mark.usefixtures("operator")
-def test_version_changed_during_migration_finishes_then_upgrades_again(
-    kube_api: client.ApiClient, namespace: str, retool_secrets: PostgresServer
-) -> None:
-    """Once migrations run, the current upgrade finishes; the next one starts after it."""
-    _install(kube_api, namespace, retool_secrets, SLOW_MIGRATION)
-    with InvariantMonitor(
-        kube_api, namespace, NAME, new_versions={NEW, NEWER}, recreate=True
-    ) as monitor:
-        retool.patch_spec(kube_api, namespace, NAME, {"version": NEW})
-        wait_for(
-            lambda: _step(kube_api, namespace) == "MigratingDatabase", DEADLINE, "MigratingDatabase"
-        )
+        wait_for(lambda: _step(kube_api, namespace) == step, DEADLINE, step)
         retool.patch_spec(kube_api, namespace, NAME, {"version": NEWER})
         body = wait_for(
             lambda: _ready_on(kube_api, namespace, NEWER), DEADLINE * 2, f"Ready on {NEWER}"
         )
     _assert_clean(monitor)
-    history = body["status"]["history"]
-    assert [(e["from"], e["to"], e["result"]) for e in history] == [
-        (OLD, NEW, "Succeeded"),
-        (NEW, NEWER, "Succeeded"),
-    ]
+    assert [(e["from"], e["to"], e["result"]) for e in body["status"]["history"]] == history
+    retargeted = any(
+        m.startswith("UpgradeRetargeted:") for m in _event_messages(kube_api, namespace)
+    )
+    assert retargeted == (step == "StoppingServices")
 
 
 @pytest.fixture
