@@ -9,6 +9,8 @@ LOCAL := .local
 LOCAL_KUBECONFIG := $(LOCAL)/kubeconfig
 PGDATA_DIR := $(LOCAL)/postgres
 # pytest-xdist workers for the end-to-end suite: each test gets its own namespace and operator.
+# Temporary files (PostgreSQL data among them) stay in this checkout's .local/, so that another
+# pytest run on the machine (another clone) cannot rotate them away mid-run.
 E2E_WORKERS ?= 4
 PYTEST_ARGS ?=
 
@@ -75,7 +77,7 @@ unit: venv ## Unit tests of the pure core (no cluster, seconds)
 
 .PHONY: e2e
 e2e: venv cluster-up ## End-to-end tests against the local control plane and a real PostgreSQL
-	$(BIN)/pytest tests/e2e -q -n $(E2E_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/pytest tests/e2e -q -n $(E2E_WORKERS) --basetemp=$(LOCAL)/pytest-e2e $(PYTEST_ARGS)
 
 .PHONY: test
 test: lint unit e2e ## The whole suite: lint, types, unit and end-to-end tests

@@ -182,8 +182,14 @@ def start(data_dir: Path, port: int | None = None) -> PostgresServer:
 def stop(data_dir: Path) -> None:
     """Stop the server whose data lives in DATA_DIR (quietly if it is not running)."""
     data_dir = data_dir.resolve()
-    if (data_dir / "postmaster.pid").exists():
+    if not (data_dir / "postmaster.pid").exists():
+        return
+    try:
         _run([str(_bin_dir() / "pg_ctl"), "-D", str(data_dir), "-m", "fast", "-w", "stop"])
+    except subprocess.CalledProcessError as error:
+        if (data_dir / "postmaster.pid").exists():
+            message = f"could not stop PostgreSQL in {data_dir}: {error.stderr}"
+            raise RuntimeError(message) from error
 
 
 def main(argv: list[str]) -> int:
