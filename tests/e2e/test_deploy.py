@@ -87,11 +87,6 @@ def _service_account_kubeconfig(kubeconfig: str, path: Path) -> str:
     return str(path)
 
 
-def _ready_on(api: client.ApiClient, namespace: str, version: str) -> bool:
-    body = retool.get(api, namespace, NAME)
-    return retool.is_ready(body) and body["status"].get("currentVersion") == version
-
-
 @pytest.mark.usefixtures("deployed")
 def test_install_and_upgrade_as_the_service_account(
     kubeconfig: str,
@@ -106,9 +101,13 @@ def test_install_and_upgrade_as_the_service_account(
     operator.start()
     try:
         retool.create(kube_api, namespace, retool.manifest(NAME, OLD, retool_secrets))
-        wait_for(lambda: _ready_on(kube_api, namespace, OLD), DEADLINE, f"Ready on {OLD}")
+        wait_for(
+            lambda: retool.ready_on(kube_api, namespace, NAME, OLD), DEADLINE, f"Ready on {OLD}"
+        )
         retool.patch_spec(kube_api, namespace, NAME, {"version": NEW})
-        wait_for(lambda: _ready_on(kube_api, namespace, NEW), DEADLINE, f"Ready on {NEW}")
+        wait_for(
+            lambda: retool.ready_on(kube_api, namespace, NAME, NEW), DEADLINE, f"Ready on {NEW}"
+        )
     finally:
         operator.stop()
     log = operator.log_path.read_text()
@@ -182,7 +181,9 @@ def test_two_operators_one_acts_and_the_other_takes_over(
     try:
         slow = {"jobsRunner": {"podAnnotations": {"pod-ready.stage.kwok.x-k8s.io/delay": "6s"}}}
         retool.create(kube_api, namespace, retool.manifest(NAME, OLD, retool_secrets, slow))
-        wait_for(lambda: _ready_on(kube_api, namespace, OLD), DEADLINE, f"Ready on {OLD}")
+        wait_for(
+            lambda: retool.ready_on(kube_api, namespace, NAME, OLD), DEADLINE, f"Ready on {OLD}"
+        )
         assert active.metric_sum("retool_operator_reconcile_total") > 0
         assert standby.metric_sum("retool_operator_reconcile_total") == 0, "the standby acted"
         with InvariantMonitor(
@@ -192,7 +193,7 @@ def test_two_operators_one_acts_and_the_other_takes_over(
             wait_for(lambda: "MigratingDatabase" in monitor.steps, DEADLINE, "MigratingDatabase")
             active.kill()
             wait_for(
-                lambda: _ready_on(kube_api, namespace, NEW),
+                lambda: retool.ready_on(kube_api, namespace, NAME, NEW),
                 DEADLINE,
                 f"Ready on {NEW} by the standby",
             )

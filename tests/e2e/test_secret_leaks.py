@@ -16,16 +16,6 @@ NAME = "rt"
 DEADLINE = 90.0
 
 
-def _ready_on(api: client.ApiClient, namespace: str, version: str) -> bool:
-    body = retool.get(api, namespace, NAME)
-    return retool.is_ready(body) and body["status"].get("currentVersion") == version
-
-
-def _stalled(api: client.ApiClient, namespace: str) -> bool:
-    stalled = retool.condition(retool.get(api, namespace, NAME), "Stalled")
-    return bool(stalled and stalled["status"] == "True")
-
-
 def test_no_secret_value_in_logs_events_status_or_metrics(
     kubeconfig: str,
     kube_api: client.ApiClient,
@@ -51,15 +41,21 @@ def test_no_secret_value_in_logs_events_status_or_metrics(
                     kube_api, namespace, retool.manifest(NAME, "3.196.1-stable", retool_secrets)
                 )
                 wait_for(
-                    lambda: _ready_on(kube_api, namespace, "3.196.1-stable"), DEADLINE, "Ready"
+                    lambda: retool.ready_on(kube_api, namespace, NAME, "3.196.1-stable"),
+                    DEADLINE,
+                    "Ready",
                 )
                 retool.patch_spec(kube_api, namespace, NAME, {"version": "3.200.0-stable"})
                 wait_for(
-                    lambda: _ready_on(kube_api, namespace, "3.200.0-stable"), DEADLINE, "upgraded"
+                    lambda: retool.ready_on(kube_api, namespace, NAME, "3.200.0-stable"),
+                    DEADLINE,
+                    "upgraded",
                 )
             else:
                 retool.patch_spec(kube_api, namespace, NAME, {"version": "3.210.0-neverready"})
-                wait_for(lambda: _stalled(kube_api, namespace), DEADLINE, "the rollback")
+                wait_for(
+                    lambda: retool.stalled(kube_api, namespace, NAME), DEADLINE, "the rollback"
+                )
                 # A wrong password: the failure reason must not carry the Secret's value either.
                 core = client.CoreV1Api(kube_api)
                 core.patch_namespaced_secret(

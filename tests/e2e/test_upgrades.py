@@ -35,23 +35,7 @@ def _install(
     api: client.ApiClient, namespace: str, db: PostgresServer, spec: dict[str, Any] | None = None
 ) -> None:
     retool.create(api, namespace, retool.manifest(NAME, OLD, db, spec))
-    wait_for(lambda: _ready_on(api, namespace, OLD), DEADLINE, f"Ready on {OLD}")
-
-
-def _ready_on(api: client.ApiClient, namespace: str, version: str) -> dict[str, Any] | None:
-    body = retool.get(api, namespace, NAME)
-    status = body.get("status") or {}
-    return body if retool.is_ready(body) and status.get("currentVersion") == version else None
-
-
-def _stalled(api: client.ApiClient, namespace: str, reason: str) -> dict[str, Any] | None:
-    body = retool.get(api, namespace, NAME)
-    stalled = retool.condition(body, "Stalled")
-    generation_seen = (body.get("status") or {}).get("observedGeneration") == body["metadata"][
-        "generation"
-    ]
-    ok = stalled and stalled["status"] == "True" and stalled["reason"] == reason and generation_seen
-    return body if ok else None
+    wait_for(lambda: retool.ready_on(api, namespace, NAME, OLD), DEADLINE, f"Ready on {OLD}")
 
 
 def _step(api: client.ApiClient, namespace: str) -> str | None:
@@ -118,7 +102,9 @@ def test_minor_upgrade(
         keep_endpoints=not recreate,
     ) as monitor:
         retool.patch_spec(kube_api, namespace, NAME, {"version": NEW})
-        body = wait_for(lambda: _ready_on(kube_api, namespace, NEW), DEADLINE, f"Ready on {NEW}")
+        body = wait_for(
+            lambda: retool.ready_on(kube_api, namespace, NAME, NEW), DEADLINE, f"Ready on {NEW}"
+        )
     _assert_clean(monitor)
     expected = STEP_ORDER if recreate else [s for s in STEP_ORDER if s != "StoppingServices"]
     assert _steps_in_events(kube_api, namespace) == expected[1:]
@@ -154,7 +140,7 @@ def test_patch_upgrade_stops_nothing(
     ) as monitor:
         retool.patch_spec(kube_api, namespace, NAME, {"version": patch})
         body = wait_for(
-            lambda: _ready_on(kube_api, namespace, patch), DEADLINE, f"Ready on {patch}"
+            lambda: retool.ready_on(kube_api, namespace, NAME, patch), DEADLINE, f"Ready on {patch}"
         )
     _assert_clean(monitor)
     assert 0 not in monitor.api_replicas_seen, monitor.api_replicas_seen
@@ -183,7 +169,7 @@ def test_broken_release_rolls_back(
     ) as monitor:
         retool.patch_spec(kube_api, namespace, NAME, {"version": broken})
         body = wait_for(
-            lambda: _stalled(kube_api, namespace, "UpgradeFailed"),
+            lambda: retool.stalled(kube_api, namespace, NAME, "UpgradeFailed"),
             DEADLINE,
             "Stalled=True UpgradeFailed",
         )
@@ -210,11 +196,15 @@ def test_retry_annotation_starts_a_new_attempt(
     _install(kube_api, namespace, retool_secrets)
     broken = "3.200.0-neverready"
     retool.patch_spec(kube_api, namespace, NAME, {"version": broken})
-    wait_for(lambda: _stalled(kube_api, namespace, "UpgradeFailed"), DEADLINE, "the first rollback")
+    wait_for(
+        lambda: retool.stalled(kube_api, namespace, NAME, "UpgradeFailed"),
+        DEADLINE,
+        "the first rollback",
+    )
     retool.annotate(kube_api, namespace, NAME, {"retool-operator.dev/retry-upgrade": "1"})
     body = wait_for(
         lambda: (
-            (b := _stalled(kube_api, namespace, "UpgradeFailed"))
+            (b := retool.stalled(kube_api, namespace, NAME, "UpgradeFailed"))
             and len(b["status"]["history"]) == 2
             and b
         ),
@@ -237,12 +227,18 @@ def test_downgrade_is_refused_unless_annotated(
     old_minor = "3.148.0-stable"
     retool.patch_spec(kube_api, namespace, NAME, {"version": old_minor})
     body = wait_for(
-        lambda: _stalled(kube_api, namespace, "DowngradeRefused"), DEADLINE, "DowngradeRefused"
+        lambda: retool.stalled(kube_api, namespace, NAME, "DowngradeRefused"),
+        DEADLINE,
+        "DowngradeRefused",
     )
     assert "allow-downgrade" in retool.condition(body, "Stalled")["message"]
     assert set(_images(kube_api, namespace).values()) == {f"tryretool/backend:{OLD}"}
     retool.annotate(kube_api, namespace, NAME, {"retool-operator.dev/allow-downgrade": "true"})
-    wait_for(lambda: _ready_on(kube_api, namespace, old_minor), DEADLINE, f"Ready on {old_minor}")
+    wait_for(
+        lambda: retool.ready_on(kube_api, namespace, NAME, old_minor),
+        DEADLINE,
+        f"Ready on {old_minor}",
+    )
 
 
 @pytest.mark.parametrize(
@@ -273,7 +269,9 @@ def test_version_changed_mid_upgrade(
         wait_for(lambda: _step(kube_api, namespace) == step, DEADLINE, step)
         retool.patch_spec(kube_api, namespace, NAME, {"version": NEWER})
         body = wait_for(
-            lambda: _ready_on(kube_api, namespace, NEWER), DEADLINE * 2, f"Ready on {NEWER}"
+            lambda: retool.ready_on(kube_api, namespace, NAME, NEWER),
+            DEADLINE * 2,
+            f"Ready on {NEWER}",
         )
     _assert_clean(monitor)
     assert [(e["from"], e["to"], e["result"]) for e in body["status"]["history"]] == history
@@ -305,7 +303,7 @@ def test_database_down_blocks_the_upgrade_until_it_is_back(
     with InvariantMonitor(kube_api, namespace, NAME, new_versions={NEW}, recreate=True) as monitor:
         retool.patch_spec(kube_api, namespace, NAME, {"version": NEW})
         body = wait_for(
-            lambda: _stalled(kube_api, namespace, "DatabaseUnreachable"),
+            lambda: retool.stalled(kube_api, namespace, NAME, "DatabaseUnreachable"),
             DEADLINE,
             "DatabaseUnreachable",
         )
@@ -314,7 +312,9 @@ def test_database_down_blocks_the_upgrade_until_it_is_back(
         assert set(_images(kube_api, namespace).values()) == {f"tryretool/backend:{OLD}"}
         assert monitor.api_replicas_seen == [2]
         pgserver.start(own_postgres.data_dir, own_postgres.port)
-        wait_for(lambda: _ready_on(kube_api, namespace, NEW), DEADLINE, f"Ready on {NEW}")
+        wait_for(
+            lambda: retool.ready_on(kube_api, namespace, NAME, NEW), DEADLINE, f"Ready on {NEW}"
+        )
     _assert_clean(monitor)
     assert (
         retool.condition(retool.get(kube_api, namespace, NAME), "DatabaseReachable")["status"]
@@ -343,7 +343,9 @@ def test_operator_killed_during_a_step_resumes(
     with InvariantMonitor(kube_api, namespace, NAME, new_versions={NEW}, recreate=True) as monitor:
         retool.patch_spec(kube_api, namespace, NAME, {"version": NEW})
         wait_for(
-            lambda: step in monitor.steps or _ready_on(kube_api, namespace, NEW) is not None,
+            lambda: (
+                step in monitor.steps or retool.ready_on(kube_api, namespace, NAME, NEW) is not None
+            ),
             DEADLINE,
             f"step {step}",
         )
@@ -351,7 +353,7 @@ def test_operator_killed_during_a_step_resumes(
         killed_in = _step(kube_api, namespace)
         operator.start()
         wait_for(
-            lambda: _ready_on(kube_api, namespace, NEW),
+            lambda: retool.ready_on(kube_api, namespace, NAME, NEW),
             DEADLINE,
             f"Ready on {NEW} after the restart",
         )
@@ -386,7 +388,7 @@ def test_metrics_follow_an_upgrade(
         10,
         "the jobs-runner gauge to show the migrating pod not Ready",
     )
-    wait_for(lambda: _ready_on(kube_api, namespace, NEW), DEADLINE, f"Ready on {NEW}")
+    wait_for(lambda: retool.ready_on(kube_api, namespace, NAME, NEW), DEADLINE, f"Ready on {NEW}")
     wait_for(
         lambda: operator.metric("retool_operator_upgrades_succeeded_total") == 1,
         DEADLINE,

@@ -142,3 +142,25 @@ def is_ready(body: Mapping[str, Any]) -> bool:
         and ready["status"] == "True"
         and (body.get("status") or {}).get("observedGeneration") == generation
     )
+
+
+def ready_on(
+    api: client.ApiClient, namespace: str, name: str, version: str
+) -> dict[str, Any] | None:
+    """The RetoolDeployment when it is Ready and runs VERSION, else None (for wait_for)."""
+    body = get(api, namespace, name)
+    current = (body.get("status") or {}).get("currentVersion")
+    return body if is_ready(body) and current == version else None
+
+
+def stalled(
+    api: client.ApiClient, namespace: str, name: str, reason: str | None = None
+) -> dict[str, Any] | None:
+    """The RetoolDeployment when Stalled=True (with REASON, if given) for its current
+    generation, else None (for wait_for)."""
+    body = get(api, namespace, name)
+    cond = condition(body, "Stalled")
+    seen = (body.get("status") or {}).get("observedGeneration") == body["metadata"]["generation"]
+    if cond and cond["status"] == "True" and seen and reason in (None, cond["reason"]):
+        return body
+    return None
