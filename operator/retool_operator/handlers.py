@@ -1,13 +1,15 @@
 """kopf wiring: watches feed in-memory indexes; every event triggers one coalesced reconcile.
 
 The handlers only route: a RetoolDeployment event, a child's event (by its instance label) or
-a periodic tick each call `Reconciler.trigger` for the RetoolDeployment concerned. kopf's
+a due wake-up each call `Reconciler.trigger` for the RetoolDeployment concerned. kopf's
 indexes are the informer caches (filled before any handler runs), so a reconcile reads no
 object it already watches. No change-handlers are used: kopf keeps no progress annotations.
 """
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import logging
 import os
 from collections.abc import Iterable
@@ -24,8 +26,6 @@ log = logging.getLogger("retool_operator")
 
 RTD = (models.GROUP, models.VERSION, models.PLURAL)
 MANAGED = {naming.LABEL_MANAGED_BY: naming.MANAGED_BY}
-# How often each RetoolDeployment's timer looks whether a time-based reconcile is due.
-TICK_SECONDS = float(os.environ.get("RETOOL_OPERATOR_TICK_SECONDS", "5"))
 CHILD_RESOURCES = (
     ("apps", "v1", "deployments"),
     ("apps", "v1", "statefulsets"),
@@ -65,7 +65,11 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     managed = ",".join(f"{key}={value}" for key, value in MANAGED.items())
     for resource in (*CHILD_RESOURCES, ("", "v1", "pods")):
         settings.watching.label_selectors[resource[2]] = managed
-    logging.getLogger("kopf.objects").addFilter(_SuccessFilter())
+    objects = logging.getLogger("kopf.objects")
+    objects.addFilter(_SuccessFilter())
+    if not log.isEnabledFor(logging.DEBUG):
+        # Below WARNING kopf only narrates each handler run; skip building those records.
+        objects.setLevel(logging.WARNING)
     cluster = Cluster(new_api_client(os.environ.get("KUBECONFIG")))
     _reconciler = Reconciler(cluster)
     peering = os.environ.get("RETOOL_OPERATOR_PEERING")
@@ -79,6 +83,10 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     port = os.environ.get("RETOOL_OPERATOR_METRICS_PORT")
     if port:
         metrics.serve(int(port))
+    # Everything imported so far lives as long as the process: keep it out of the collector's
+    # full passes, whose pauses otherwise grow with the imports (kopf, kubernetes, pydantic).
+    gc.collect()
+    gc.freeze()
 
 
 def _store(index: kopf.Index[Key, Body], key: Key) -> Iterable[Body]:
@@ -166,9 +174,15 @@ for _group, _version, _plural in (*CHILD_RESOURCES, ("", "v1", "pods")):
     )
 
 
-@kopf.timer(*RTD, interval=TICK_SECONDS, sharp=False)
-async def tick(*, namespace: str | None, name: str, **indexes: Any) -> None:
-    """When a wait may have run out (a step timeout, a retry, the periodic resync), reconcile."""
+@kopf.daemon(*RTD, cancellation_timeout=1.0)
+async def wake(*, namespace: str | None, name: str, **indexes: Any) -> None:
+    """When a wait runs out (a step timeout, a retry, the periodic resync), reconcile.
+
+    A daemon, not a timer: it sleeps until the due time the last reconcile set, so an idle
+    fleet costs no wake-ups; and kopf stops it whenever peering pauses this operator (a standby
+    replica never acts on its own clock). Cancelled mid-reconcile, the reconcile still finishes.
+    """
     key = (namespace or "", name)
-    if reconciler().due(key):
-        await reconciler().trigger(key, _view(indexes))
+    while True:
+        await reconciler().wait_until_due(key)
+        await asyncio.shield(reconciler().trigger(key, _view(indexes)))

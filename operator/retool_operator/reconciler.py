@@ -9,8 +9,10 @@ finds the step it was carrying out; a reconcile that finds nothing to change sen
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -75,7 +77,10 @@ class _KeyState:
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
     requested: int = 0
     started: int = 0
-    due: float = 0.0
+    # When (monotonic) a time-based look is due; set after every reconcile, which also sets
+    # `rescheduled` so that a waiter (the RetoolDeployment's daemon) takes the new time.
+    due: float = math.inf
+    rescheduled: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     latest: Body | None = None  # our own last status write, newer than the watch may be
     # What we last applied to each child, and the resourceVersion it got: until the watch shows
     # that version, the same manifest is not sent again (the watch is behind, not the object).
@@ -115,10 +120,23 @@ class Reconciler:
         self._keys.pop(key, None)
         metrics.forget(*key)
 
-    def due(self, key: Key) -> bool:
-        """Whether a time-based look is due (a wait in progress, or the periodic resync)."""
-        state = self._keys.get(key)
-        return state is None or time.monotonic() >= state.due
+    def _schedule(self, state: _KeyState, seconds: float) -> None:
+        state.due = time.monotonic() + seconds
+        state.rescheduled.set()
+
+    async def wait_until_due(self, key: Key) -> None:
+        """Return once a time-based look at KEY is due (a wait ran out, or the periodic resync).
+
+        Costs nothing while waiting: one timer in the event loop, moved whenever a reconcile
+        sets a new due time (instead of every object polling on an interval).
+        """
+        state = self._keys.setdefault(key, _KeyState())
+        while (delay := state.due - time.monotonic()) > 0:
+            state.rescheduled.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    state.rescheduled.wait(), None if math.isinf(delay) else delay
+                )
 
     async def trigger(self, key: Key, view: View) -> None:
         """Reconcile KEY soon; returns once a reconcile that began after this call has run."""
@@ -129,13 +147,14 @@ class Reconciler:
             if state.started >= ticket:
                 return  # a reconcile that started after our request has covered it
             state.started = state.requested
+            state.due = math.inf  # until this reconcile says when to look again
             started = time.monotonic()
             result = "ok"
             try:
                 await self._reconcile(key, state, view)
             except Exception:
                 result = "error"
-                state.due = time.monotonic() + 5.0
+                self._schedule(state, 5.0)
                 log.exception("reconcile of %s/%s failed; retrying in 5s", *key)
             finally:
                 metrics.observe_reconcile(result, time.monotonic() - started)
@@ -161,7 +180,7 @@ class Reconciler:
             except ConflictError:
                 state.latest = await self._run(self.cluster.read_retool_deployment, *key)
         log.warning("%s/%s: status kept changing under us; will retry", *key)
-        state.due = time.monotonic() + 1.0
+        self._schedule(state, 1.0)
 
     async def _reconcile_body(self, key: Key, state: _KeyState, view: View, body: Body) -> None:
         namespace, name = key
@@ -210,7 +229,7 @@ class Reconciler:
             await self._run(self.cluster.post_event, body, event, now)
         metrics.observe_decision(namespace, name, status, decision, now)
         wait = decision.requeue_after if decision.requeue_after is not None else RESYNC_SECONDS
-        state.due = time.monotonic() + wait
+        self._schedule(state, wait)
 
     async def _write_status(
         self, key: Key, state: _KeyState, body: Body, decision: Decision
@@ -346,25 +365,30 @@ class Reconciler:
             scale_api = api.replicas
             plan[Component.API] = WorkloadPlan(api.version, None)
         for manifest in builders.desired_children(owner, spec, plan):
-            current = live.get((manifest["kind"], manifest["metadata"]["name"]))
-            if current is None or not reading.is_subset(manifest, current):
-                log.info(
-                    "%s/%s: applying %s %s",
-                    namespace,
-                    name,
-                    manifest["kind"],
-                    manifest["metadata"]["name"],
-                )
-                self.cluster.apply(manifest)
+            child = (manifest["kind"], manifest["metadata"]["name"])
+            current = live.get(child)
+            if _awaiting_watch(state, child, current, manifest):
+                continue
+            replicas = None if current is None else reading.replicas_change(manifest, current)
+            if replicas is not None:
+                log.info("%s/%s: scaling Deployment %s to %d", namespace, name, child[1], replicas)
+                version = self.cluster.scale_deployment(namespace, child[1], replicas)
+                metrics.API_WRITES.labels("Deployment", "scale").inc()
+            elif current is None or not reading.is_subset(manifest, current):
+                log.info("%s/%s: applying %s %s", namespace, name, *child)
+                version = self.cluster.apply(manifest)
                 metrics.API_WRITES.labels(manifest["kind"], "apply").inc()
+            else:
+                continue
+            state.applied[child] = (int(version), manifest)
         if scale_api is not None:
             api_name = naming.workload_name(name, Component.API)
             current = live.get(("Deployment", api_name))
             if current is None or (current.get("spec") or {}).get("replicas") != scale_api:
                 self.cluster.scale_deployment(namespace, api_name, scale_api)
                 metrics.API_WRITES.labels("Deployment", "scale").inc()
-        for kind, child in _unwanted(name, spec, live, metadata["uid"]):
-            self.cluster.delete(kind, namespace, child)
+        for kind, unwanted in _unwanted(name, spec, live, metadata["uid"]):
+            self.cluster.delete(kind, namespace, unwanted)
             metrics.API_WRITES.labels(kind, "delete").inc()
         for pod in decision.delete_pods:
             log.info(
@@ -372,6 +396,24 @@ class Reconciler:
             )
             self.cluster.delete_pod(namespace, pod)
             metrics.API_WRITES.labels("Pod", "delete").inc()
+
+
+def _awaiting_watch(
+    state: _KeyState, child: tuple[str, str], live: Body | None, manifest: Body
+) -> bool:
+    """Whether MANIFEST was already written and the watch has not yet shown that write.
+
+    Reconciles triggered by other events in between would otherwise send the same write again.
+    A child that is not (or no longer) watched is written again: it may have been deleted.
+    """
+    known = state.applied.get(child)
+    if known is None:
+        return False
+    version, written = known
+    if live is None or _resource_version(live) >= version:
+        del state.applied[child]
+        return False
+    return written == manifest
 
 
 def _log_fields(

@@ -21,6 +21,7 @@ from typing import Any
 from kubernetes import client, watch
 
 from tests.support.retool import GROUP, PLURAL, VERSION
+from tests.support.waiting import wait_for
 
 COMPONENT = "app.kubernetes.io/component"
 INSTANCE = "app.kubernetes.io/instance"
@@ -53,6 +54,10 @@ class InvariantMonitor:
         self.recreate = recreate
         self.keep_endpoints = keep_endpoints
         self.violations: list[str] = []
+        # Seconds after the monitor started that each violation was first seen.
+        self.first_seen: dict[str, float] = {}
+        self._seen: set[str] = set()
+        self._started = time.monotonic()
         self.steps: list[str] = []
         self.api_replicas_seen: list[int] = []
         self.min_ready_endpoints: int | None = None
@@ -61,6 +66,8 @@ class InvariantMonitor:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        # One per watch: set once its initial listing has been taken in.
+        self._listed: dict[str, threading.Event] = {}
 
     def __enter__(self) -> InvariantMonitor:
         watches: list[Callable[[], None]] = [self._watch_pods, self._watch_retool_deployment]
@@ -68,10 +75,16 @@ class InvariantMonitor:
         if self.keep_endpoints:
             watches.append(self._watch_endpoints)
         for target in watches:
+            self._listed[target.__name__] = threading.Event()
             thread = threading.Thread(target=self._forever, args=(target,), daemon=True)
             thread.start()
             self._threads.append(thread)
-        time.sleep(0.5)  # let the initial listings arrive before the test acts
+        # The test acts only once every watch holds the state it starts from.
+        wait_for(
+            lambda: all(listed.is_set() for listed in self._listed.values()),
+            30,
+            "the invariant watches' initial listings",
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -84,18 +97,31 @@ class InvariantMonitor:
             self._add(text)
 
     def _add(self, text: str) -> None:
-        """Record a violation once (the caller holds the lock)."""
-        if text not in self.violations:
+        """Record a violation once (the caller holds the lock), with when it was first seen."""
+        if text not in self._seen:
+            self._seen.add(text)
             self.violations.append(text)
+            self.first_seen[text] = time.monotonic() - self._started
 
     def _forever(self, target: Callable[[], None]) -> None:
         while not self._stop.is_set():
             with contextlib.suppress(Exception):
                 target()
 
-    def _stream(self, list_fn: Callable[..., Any], **kwargs: Any) -> Iterator[dict[str, Any]]:
+    def _stream(
+        self, watcher: str, list_fn: Callable[..., Any], **kwargs: Any
+    ) -> Iterator[dict[str, Any]]:
+        """The current objects (as ADDED), then every change from that listing on."""
+        listing = list_fn(**kwargs)
+        if isinstance(listing, dict):  # custom objects come as plain JSON
+            items, version = listing["items"], listing["metadata"]["resourceVersion"]
+        else:
+            items, version = listing.items, listing.metadata.resource_version
+        for item in items:
+            yield {"type": "ADDED", "object": item}
+        self._listed[watcher].set()
         stream = watch.Watch()
-        for event in stream.stream(list_fn, timeout_seconds=5, **kwargs):
+        for event in stream.stream(list_fn, resource_version=version, timeout_seconds=5, **kwargs):
             if self._stop.is_set():
                 stream.stop()
                 return
@@ -107,7 +133,10 @@ class InvariantMonitor:
         core = client.CoreV1Api(self.api)
         selector = f"{INSTANCE}={self.instance}"
         for event in self._stream(
-            core.list_namespaced_pod, namespace=self.namespace, label_selector=selector
+            "_watch_pods",
+            core.list_namespaced_pod,
+            namespace=self.namespace,
+            label_selector=selector,
         ):
             pod = event["object"]
             with self._lock:
@@ -157,7 +186,10 @@ class InvariantMonitor:
         apps = client.AppsV1Api(self.api)
         selector = f"metadata.name={self.instance}-api"
         for event in self._stream(
-            apps.list_namespaced_deployment, namespace=self.namespace, field_selector=selector
+            "_watch_api_deployment",
+            apps.list_namespaced_deployment,
+            namespace=self.namespace,
+            field_selector=selector,
         ):
             replicas = event["object"].spec.replicas
             with self._lock:
@@ -170,6 +202,7 @@ class InvariantMonitor:
         discovery = client.DiscoveryV1Api(self.api)
         selector = f"kubernetes.io/service-name={self.instance}-api"
         for event in self._stream(
+            "_watch_endpoints",
             discovery.list_namespaced_endpoint_slice,
             namespace=self.namespace,
             label_selector=selector,
@@ -189,6 +222,7 @@ class InvariantMonitor:
     def _watch_retool_deployment(self) -> None:
         custom = client.CustomObjectsApi(self.api)
         for event in self._stream(
+            "_watch_retool_deployment",
             custom.list_namespaced_custom_object,
             group=GROUP,
             version=VERSION,

@@ -13,8 +13,6 @@ from tests.support.pgserver import free_port
 from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
-# Short waits so that timeouts and retries happen within a test's time.
-TEST_TICK_SECONDS = "1"
 
 
 class OperatorProcess:
@@ -49,8 +47,6 @@ class OperatorProcess:
                 str(self.metrics_port),
                 "--health-port",
                 "0",
-                "--tick-seconds",
-                TEST_TICK_SECONDS,
                 *(["--verbose"] if os.environ.get("RETOOL_TEST_OPERATOR_VERBOSE") else []),
                 *self.extra,
             ],

@@ -153,6 +153,18 @@ def ready_on(
     return body if is_ready(body) and current == version else None
 
 
+def api_endpoint_ready(api: client.ApiClient, namespace: str, name: str) -> bool:
+    """Whether the api Service has a ready endpoint (for wait_for)."""
+    slices = client.DiscoveryV1Api(api).list_namespaced_endpoint_slice(
+        namespace, label_selector=f"kubernetes.io/service-name={name}-api"
+    )
+    return any(
+        endpoint.conditions and endpoint.conditions.ready
+        for item in slices.items
+        for endpoint in item.endpoints or []
+    )
+
+
 def stalled(
     api: client.ApiClient, namespace: str, name: str, reason: str | None = None
 ) -> dict[str, Any] | None:

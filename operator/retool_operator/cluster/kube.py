@@ -86,9 +86,12 @@ class Cluster:
         with _ignore_not_found():
             getattr(api, f"delete_{suffix}")(name, namespace, _preload_content=False)
 
-    def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
-        """Set a Deployment's replicas through its scale subresource (leaves the HPA in charge)."""
-        self.apps.patch_namespaced_deployment_scale(
+    def scale_deployment(self, namespace: str, name: str, replicas: int) -> str:
+        """Set a Deployment's replicas through its scale subresource; its resourceVersion.
+
+        Leaves the rest of the Deployment, and the field ownership of an HPA, alone.
+        """
+        response: Any = self.apps.patch_namespaced_deployment_scale(
             name,
             namespace,
             {"spec": {"replicas": replicas}},
@@ -96,6 +99,7 @@ class Cluster:
             _content_type=MERGE,
             _preload_content=False,
         )
+        return str(json.loads(response.data)["metadata"]["resourceVersion"])
 
     def delete_pod(self, namespace: str, name: str) -> None:
         """Delete one pod; already gone is fine."""

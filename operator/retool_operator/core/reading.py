@@ -174,6 +174,20 @@ def is_subset(desired: object, live: object) -> bool:
     return _same_scalar(desired, live)
 
 
+def replicas_change(desired: Mapping[str, Any], live: Mapping[str, Any]) -> int | None:
+    """The replica count to set when that is all a live Deployment lacks, else None.
+
+    A replica change is the commonest edit; sent through the scale subresource it is a few
+    bytes for the API server to merge instead of a whole server-side apply.
+    """
+    wanted = (desired.get("spec") or {}).get("replicas")
+    live_spec = live.get("spec") or {}
+    if desired.get("kind") != "Deployment" or wanted is None or live_spec.get("replicas") == wanted:
+        return None
+    rest = {**desired, "spec": {k: v for k, v in desired["spec"].items() if k != "replicas"}}
+    return int(wanted) if is_subset(rest, live) else None
+
+
 def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     """The JSON merge patch (RFC 7386) that turns OLD into NEW; empty when they are equal."""
     patch: dict[str, Any] = {}
