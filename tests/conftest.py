@@ -148,8 +148,36 @@ def namespace(cluster_api: object, request: pytest.FixtureRequest) -> Iterator[s
         {"metadata": {"name": name, "labels": {"retool-operator.dev/test": "true"}}}
     )
     yield name
+    _release_retool_deployments(cluster_api, name)
     with contextlib.suppress(client.ApiException):
         core.delete_namespace(name, propagation_policy="Background")
+
+
+def _release_retool_deployments(api: object, namespace: str) -> None:
+    """Drop the finalizers of RetoolDeployments left in NAMESPACE.
+
+    The test's operator has stopped by now, so nothing would ever remove them: the namespace
+    would stay Terminating and the control plane would retry its deletion for the rest of the
+    session (as the runbook says to do by hand once the operator is gone for good).
+    """
+    from kubernetes import client
+
+    from tests.support.retool import GROUP, PLURAL, VERSION
+
+    custom = client.CustomObjectsApi(api)
+    with contextlib.suppress(client.ApiException):  # no CRD in this cluster, or already gone
+        listing = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+        for item in listing["items"]:
+            if item["metadata"].get("finalizers"):
+                custom.patch_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    PLURAL,
+                    item["metadata"]["name"],
+                    {"metadata": {"finalizers": None}},
+                    _content_type="application/merge-patch+json",
+                )
 
 
 @pytest.fixture(scope="session")
