@@ -43,6 +43,20 @@ def reconciler() -> Reconciler:
     return _reconciler
 
 
+class _NoDiffBase(kopf.DiffBaseStorage):
+    """No diff base: kopf would deep-copy every event's body to diff it for change handlers,
+    and this operator has none (every event goes through `Reconciler.trigger`)."""
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return kopf.BodyEssence()
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        pass
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+
 class _SuccessFilter(logging.Filter):
     """kopf logs every handler success at INFO; at one per event that drowns everything else."""
 
@@ -60,6 +74,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
     settings.persistence.finalizer = f"{models.GROUP}/finalizer"
+    settings.persistence.diffbase_storage = _NoDiffBase()
     # Filter children on the API server, not in the client: the operator then never receives
     # (nor holds in memory) the cluster's other pods, Deployments and Services.
     managed = ",".join(f"{key}={value}" for key, value in MANAGED.items())

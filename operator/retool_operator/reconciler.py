@@ -47,11 +47,12 @@ Key = tuple[str, str]  # (namespace, name)
 Body = dict[str, Any]
 T = TypeVar("T")
 
-# How long a database probe stays fresh: short while work is under way, longer when steady.
+# How long a database probe stays fresh: short after a failure or during a migration, longer
+# otherwise (see `_freshness`).
 PROBE_TTL_ACTIVE_SECONDS = 2.0
 PROBE_TTL_STEADY_SECONDS = 60.0
-# Secrets are not watched (read-only RBAC: get, not list/watch); steady, they are re-read this
-# often, and every 2 s while anything is under way (an install's many reconciles share a read).
+# Secrets are not watched (read-only RBAC: get, not list/watch): re-read this often when all
+# were there, every 2 s while one is missing (see `_freshness`).
 SECRETS_TTL_STEADY_SECONDS = 30.0
 SECRETS_TTL_ACTIVE_SECONDS = 2.0
 # With nothing to wait for, look again this often anyway (Secrets and the database are not
@@ -88,6 +89,9 @@ class _KeyState:
         default_factory=dict
     )
     probe: tuple[tuple[object, ...], DatabaseProbe] | None = None
+    # The last body's parsed spec and status, by uid and resourceVersion (the models are frozen):
+    # a reconcile triggered by a child's event re-parses nothing.
+    parsed: tuple[tuple[str, str], RetoolDeploymentSpec, RetoolDeploymentStatus] | None = None
     secrets: tuple[float, tuple[object, ...], _Secrets] | None = None
 
 
@@ -187,11 +191,10 @@ class Reconciler:
         metadata = body["metadata"]
         generation = int(metadata.get("generation") or 0)
         try:
-            spec = RetoolDeploymentSpec.model_validate(body.get("spec") or {})
+            spec, status = _parsed(state, body)
         except pydantic.ValidationError as error:
             await self._write_invalid_spec(key, state, body, generation, error)
             return
-        status = _recorded_status(body)
         secrets = await self._secrets(state, namespace, spec, status)
         children = view.children(key)
         observed = reading.snapshot(children, view.pods(key), secrets.missing)
@@ -283,10 +286,16 @@ class Reconciler:
         status: RetoolDeploymentStatus,
     ) -> _Secrets:
         """The referenced Secrets, read again unless steady and read recently (not watched)."""
-        ttl = _freshness(spec, status, SECRETS_TTL_STEADY_SECONDS, SECRETS_TTL_ACTIVE_SECONDS)
         refs = (spec.secret_ref, spec.database.password_secret_ref)
         if state.secrets is not None:
             read_at, known_refs, known = state.secrets
+            ttl = _freshness(
+                status,
+                SECRETS_TTL_STEADY_SECONDS,
+                SECRETS_TTL_ACTIVE_SECONDS,
+                spec_version=spec.version,
+                ok=not known.missing,
+            )
             if known_refs == refs and time.monotonic() - read_at < ttl:
                 return known
         secrets = await self._run(self._read_secrets, namespace, spec)
@@ -330,10 +339,18 @@ class Reconciler:
             return None
         target = Target.from_spec(spec.database, password)
         fingerprint = target.fingerprint()
-        ttl = _freshness(spec, status, PROBE_TTL_STEADY_SECONDS, PROBE_TTL_ACTIVE_SECONDS)
         now = datetime.now(UTC)
         if state.probe is not None:
             known, result = state.probe
+            ttl = _freshness(
+                status,
+                PROBE_TTL_STEADY_SECONDS,
+                PROBE_TTL_ACTIVE_SECONDS,
+                spec_version=spec.version,
+                ok=result.reachable,
+                migrating=status.upgrade is not None
+                and status.upgrade.step is Step.MIGRATING_DATABASE,
+            )
             if known == fingerprint and (now - result.checked_at).total_seconds() < ttl:
                 return result
         result = await self._run(probe, target, now)
@@ -431,21 +448,42 @@ def _log_fields(
 
 
 def _freshness(
-    spec: RetoolDeploymentSpec, status: RetoolDeploymentStatus, steady: float, active: float
+    status: RetoolDeploymentStatus,
+    steady: float,
+    active: float,
+    *,
+    spec_version: str,
+    ok: bool,
+    migrating: bool = False,
 ) -> float:
     """How old a cached read (Secrets, database probe) may be for this reconcile.
 
-    An upgrade about to start (or in Preflight) checks what it relies on: only fresh reads. Ready
-    on spec.version: STEADY. Anything else under way (an install, a later step): ACTIVE.
+    An upgrade about to start (or in Preflight) checks what it relies on: only fresh reads. A
+    read that found a problem (a Secret missing, the database unreachable) is repeated ACTIVE-ly
+    so that the fix is noticed soon, and so is the probe while a migration runs (its progress is
+    reported). A read that found all well stays good for STEADY, installs included: a fleet
+    created at once would otherwise probe its databases every ACTIVE seconds each.
     """
     preflight = status.upgrade is not None and status.upgrade.step is Step.PREFLIGHT
     installed = status.current_version is not None
-    pending = status.upgrade is None and installed and status.current_version != spec.version
+    pending = status.upgrade is None and installed and status.current_version != spec_version
     if preflight or pending:
         return 0.0
-    if status.phase is Phase.READY and status.current_version == spec.version:
-        return steady
-    return active
+    if not ok or migrating:
+        return active
+    return steady
+
+
+def _parsed(state: _KeyState, body: Body) -> tuple[RetoolDeploymentSpec, RetoolDeploymentStatus]:
+    """The body's spec (raises ValidationError) and recorded status, parsed once per version."""
+    metadata = body["metadata"]
+    version = (str(metadata.get("uid")), str(metadata.get("resourceVersion")))
+    if state.parsed is not None and state.parsed[0] == version:
+        return state.parsed[1], state.parsed[2]
+    spec = RetoolDeploymentSpec.model_validate(body.get("spec") or {})
+    status = _recorded_status(body)
+    state.parsed = (version, spec, status)
+    return spec, status
 
 
 def _recorded_status(body: Body) -> RetoolDeploymentStatus:

@@ -109,12 +109,15 @@ class Cluster:
     def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
         """A Secret's decoded data, or None when it does not exist. Never log the result."""
         try:
-            secret = self.core.read_namespaced_secret(name, namespace)
+            # Raw JSON: the client's model deserialisation costs more than the request.
+            response: Any = self.core.read_namespaced_secret(
+                name, namespace, _preload_content=False
+            )
         except client.ApiException as error:
             if error.status == 404:
                 return None
             raise
-        data = secret.data or {}
+        data: dict[str, str] = json.loads(response.data).get("data") or {}
         return {
             key: base64.b64decode(value).decode("utf-8", "replace") for key, value in data.items()
         }
