@@ -55,9 +55,6 @@ PROBE_TTL_STEADY_SECONDS = 60.0
 # were there, every 2 s while one is missing (see `_freshness`).
 SECRETS_TTL_STEADY_SECONDS = 30.0
 SECRETS_TTL_ACTIVE_SECONDS = 2.0
-# A status change of progress detail only (replica counts, messages) waits until this long after
-# the last status write, and goes out with whatever changed meanwhile.
-STATUS_DETAIL_SECONDS = 1.0
 # With nothing to wait for, look again this often anyway (Secrets and the database are not
 # watched, so this is how their changes are noticed).
 RESYNC_SECONDS = 300.0
@@ -92,7 +89,6 @@ class _KeyState:
         default_factory=dict
     )
     probe: tuple[tuple[object, ...], DatabaseProbe] | None = None
-    status_written: float = -math.inf  # monotonic time of our last status write
     # The last body's parsed spec and status, by uid and resourceVersion (the models are frozen):
     # a reconcile triggered by a child's event re-parses nothing.
     parsed: tuple[tuple[str, str], RetoolDeploymentSpec, RetoolDeploymentStatus] | None = None
@@ -223,13 +219,12 @@ class Reconciler:
             status.upgrade,
             status.current_version,
         )
-        deferred = 0.0
         if intent:
             await self._write_status(key, state, body, decision)
         if decision.plan is not None:
             await self._run(self._converge, state, body, spec, decision, children)
         if not intent:
-            deferred = await self._write_status(key, state, body, decision, status)
+            await self._write_status(key, state, body, decision)
         fields = _log_fields(namespace, name, status, decision)
         for event in decision.events:
             log.info("%s/%s: %s: %s", namespace, name, event.reason, event.message, extra=fields)
@@ -237,40 +232,19 @@ class Reconciler:
             await self._run(self.cluster.post_event, body, event, now)
         metrics.observe_decision(namespace, name, status, decision, now)
         wait = decision.requeue_after if decision.requeue_after is not None else RESYNC_SECONDS
-        self._schedule(state, min(wait, deferred) if deferred else wait)
+        self._schedule(state, wait)
 
     async def _write_status(
-        self,
-        key: Key,
-        state: _KeyState,
-        body: Body,
-        decision: Decision,
-        recorded_status: RetoolDeploymentStatus | None = None,
-    ) -> float:
-        """Write the decided status; 0, or the seconds a deferred write of detail has to wait.
-
-        With RECORDED_STATUS, a change of progress detail only (`conditions.progress_only`)
-        made within STATUS_DETAIL_SECONDS of the last write waits for the rest of that time:
-        an install's replica counts move several times a second, and each write is an API
-        write, a watch event and another reconcile.
-        """
+        self, key: Key, state: _KeyState, body: Body, decision: Decision
+    ) -> None:
         recorded = {k: v for k, v in (body.get("status") or {}).items() if k in _STATUS_FIELDS}
         patch = reading.merge_patch(recorded, decision.status.to_api())
         if not patch:
-            return 0.0
-        since = time.monotonic() - state.status_written
-        if (
-            recorded_status is not None
-            and since < STATUS_DETAIL_SECONDS
-            and cond.progress_only(recorded_status, decision.status)
-        ):
-            return STATUS_DETAIL_SECONDS - since
+            return
         resource_version = body["metadata"]["resourceVersion"]
         log.debug("%s/%s: status patch %s", *key, patch)
         metrics.API_WRITES.labels(KIND, "patch-status").inc()
         state.latest = await self._run(self.cluster.patch_status, *key, resource_version, patch)
-        state.status_written = time.monotonic()
-        return 0.0
 
     async def _write_invalid_spec(
         self,

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from enum import StrEnum
 
-from retool_operator.core.models import Condition, ConditionStatus, RetoolDeploymentStatus
+from retool_operator.core.models import Condition, ConditionStatus
 
 READY = "Ready"
 RECONCILING = "Reconciling"
@@ -106,27 +106,3 @@ def apply(
 def find(conditions: Sequence[Condition], kind: str) -> Condition | None:
     """The condition of that type, if present."""
     return next((c for c in conditions if c.type == kind), None)
-
-
-def progress_only(old: RetoolDeploymentStatus, new: RetoolDeploymentStatus) -> bool:
-    """Whether NEW tells nothing OLD does not, beyond progress detail.
-
-    Detail: the components' replica counts, the database probe's figures and the conditions'
-    messages. What kstatus readers and GitOps tools act on (observedGeneration, phase, versions,
-    the upgrade, history, each condition's status and reason) is not detail; a change there is
-    written at once, while detail may wait a moment and go out with the next change.
-    """
-    return _essentials(old) == _essentials(new)
-
-
-def _essentials(status: RetoolDeploymentStatus) -> tuple[object, ...]:
-    return (
-        status.observed_generation,
-        status.phase,
-        status.current_version,
-        status.target_version,
-        status.upgrade,
-        status.retry_token,
-        tuple(status.history),
-        tuple((c.type, c.status, c.reason, c.observed_generation) for c in status.conditions),
-    )
