@@ -8,3 +8,5 @@ BIN_CACHE="$RETOOL_OPERATOR_CACHE/bin"
 K8S_BIN_DIR="$BIN_CACHE/kubernetes-$K8S_VERSION"
 ETCD_BIN_DIR="$BIN_CACHE/etcd-$ETCD_VERSION"
 KWOK_BIN_DIR="$BIN_CACHE/kwok-$KWOK_VERSION"
+# Gateway API CRDs for the HTTPRoute tests, from the module's config/crd/standard.
+GATEWAY_API_VERSION="${GATEWAY_API_VERSION:-v1.6.0}"
