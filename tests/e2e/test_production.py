@@ -144,7 +144,9 @@ def test_every_setting_lands_where_it_belongs(
     ]
     assert api["spec"]["containers"][0]["readinessProbe"]["periodSeconds"] == 3
     assert {v["name"]: v for v in api["spec"]["volumes"]}["tmp"]["emptyDir"]["sizeLimit"] == "4Gi"
-    assert {v["name"]: v for v in worker["spec"]["volumes"]}["tmp"]["emptyDir"]["sizeLimit"] == "1Gi"
+    assert {v["name"]: v for v in worker["spec"]["volumes"]}["tmp"]["emptyDir"][
+        "sizeLimit"
+    ] == "1Gi"
     assert jobs["spec"]["nodeSelector"] == {
         "kubernetes.io/arch": "amd64",
         "retool.example.com/pool": "jobs",
@@ -213,9 +215,7 @@ def test_a_shared_setting_rolls_every_component_with_one_jobs_runner(
     operator: OperatorProcess,
 ) -> None:
     before = {c: _workload(kube_api, namespace, c)["metadata"]["generation"] for c in WORKLOADS}
-    with InvariantMonitor(
-        kube_api, namespace, NAME, new_versions=set(), recreate=False
-    ) as monitor:
+    with InvariantMonitor(kube_api, namespace, NAME, new_versions=set(), recreate=False) as monitor:
         retool.patch_spec(kube_api, namespace, NAME, {"pod": {"annotations": {"rollout": "2"}}})
 
         def rolled() -> bool:

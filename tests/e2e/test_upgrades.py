@@ -26,7 +26,9 @@ OLD = "3.196.1-stable"
 NEW = "3.200.0-stable"
 NEWER = "3.210.0-stable"
 DEADLINE = 90.0
-SLOW_MIGRATION = {"jobsRunner": {"pod": {"annotations": {"pod-ready.stage.kwok.x-k8s.io/delay": "4s"}}}}
+SLOW_MIGRATION = {
+    "jobsRunner": {"pod": {"annotations": {"pod-ready.stage.kwok.x-k8s.io/delay": "4s"}}}
+}
 SLOW_STOP = {"api": {"pod": {"annotations": {"pod-delete.stage.kwok.x-k8s.io/delay": "3s"}}}}
 STEP_ORDER = ["Preflight", "StoppingServices", "MigratingDatabase", "StartingServices", "Verifying"]
 

@@ -997,3 +997,33 @@ def test_ingress_and_route_builders_need_their_spec_sections() -> None:
         builders.build_ingress(OWNER, spec, "3.196.1")
     with pytest.raises(ValueError, match=r"spec\.httpRoute is not set"):
         builders.build_http_route(OWNER, spec, "3.196.1")
+
+
+def test_required_secrets_cover_env_from_and_secret_key_refs() -> None:
+    spec = spec_of(
+        {
+            **MINIMAL,
+            "envFrom": [
+                {"secretRef": {"name": "retool-config"}},
+                {"secretRef": {"name": "maybe", "optional": True}},
+                {"configMapRef": {"name": "settings"}},
+            ],
+            "api": {
+                "env": [
+                    {"name": "A", "valueFrom": {"secretKeyRef": {"name": "api-extra", "key": "a"}}},
+                    {"name": "B", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                ]
+            },
+            "codeExecutor": {"envFrom": [{"secretRef": {"name": "sandbox"}}]},
+        }
+    )
+    db = spec.database.password_secret_ref
+    assert builders.required_secrets(spec) == [
+        (db.name, db.key),
+        (spec.secret_ref.name, "license-key"),
+        (spec.secret_ref.name, "encryption-key"),
+        ("retool-config", None),
+        ("api-extra", "a"),
+        # The code executor's own envFrom replaces the shared list (lists are replaced whole).
+        ("sandbox", None),
+    ]

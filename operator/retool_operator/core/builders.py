@@ -188,6 +188,35 @@ def _secrets_env(spec: RetoolDeploymentSpec) -> list[dict[str, Any]]:
     ]
 
 
+def required_secrets(spec: RetoolDeploymentSpec) -> list[tuple[str, str | None]]:
+    """(Secret, key) pairs the pods cannot start without; key None: the Secret must exist.
+
+    The database password and Retool's keys first, then every Secret the env and envFrom of an
+    enabled component name without `optional: true`. The operator checks them before it writes
+    a template that uses them, so a missing one holds the change whole instead of leaving pods
+    that cannot start.
+    """
+    ref = spec.database.password_secret_ref
+    needed: list[tuple[str, str | None]] = [
+        (ref.name, ref.key),
+        (spec.secret_ref.name, LICENSE_KEY_KEY),
+        (spec.secret_ref.name, ENCRYPTION_KEY_KEY),
+    ]
+    for component in Component:
+        if getattr(spec, component.field) is None:
+            continue
+        settings = effective_settings(spec, component)
+        for source in settings.env_from or []:
+            secret = source.get("secretRef") or {}
+            if secret.get("name") and not secret.get("optional"):
+                needed.append((secret["name"], None))
+        for var in settings.env:
+            key_ref = (var.value_from or {}).get("secretKeyRef") or {}
+            if key_ref.get("name") and key_ref.get("key") and not key_ref.get("optional"):
+                needed.append((key_ref["name"], key_ref["key"]))
+    return list(dict.fromkeys(needed))
+
+
 def migration_timeout_seconds(spec: RetoolDeploymentSpec) -> int:
     """spec.upgrade.migrationTimeout in whole seconds, rounded up (at least 1)."""
     return max(1, math.ceil(parse_duration(spec.upgrade.migration_timeout)))
