@@ -9,7 +9,6 @@ runs two pods, and the reconciles after that send no write.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -57,7 +56,7 @@ def production(
     retool_secrets: PostgresServer,
     priority_class: str,
     gateway_api_crds: None,
-) -> Iterator[dict[str, Any]]:
+) -> dict[str, Any]:
     """The production RetoolDeployment, Ready, with the Secrets its settings name."""
     core = client.CoreV1Api(kube_api)
     for secret in (CONFIG_SECRET, CA_SECRET):
@@ -66,11 +65,12 @@ def production(
         )
     spec = production_spec()
     retool.create(kube_api, namespace, retool.manifest(NAME, spec["version"], retool_secrets, spec))
-    yield wait_for(
+    ready: dict[str, Any] = wait_for(
         lambda: retool.ready_on(kube_api, namespace, NAME, spec["version"]),
         DEADLINE,
         "the production RetoolDeployment to be Ready",
     )
+    return ready
 
 
 @pytest.fixture(scope="session")
