@@ -42,13 +42,14 @@ Manifest = dict[str, Any]
 API_PORT = 3000
 JOBS_RUNNER_HEALTH_PORT = 3003
 CODE_EXECUTOR_PORT = 3004
-# Not in DESIGN.md: Retool's Helm chart runs the workflows worker's health check on 3005.
+# Not among Retool's published facts: its Helm chart runs the workflows worker's health check
+# on 3005.
 WORKFLOWS_WORKER_HEALTH_PORT = 3005
 
 HEALTH_PATH = "/api/checkHealth"
 JOBS_RUNNER_HEALTH_PATH = "/api/checkJobsRunnerHealth"
 
-# Secret keys as Retool's Helm chart names them (DESIGN.md section 3).
+# Secret keys as Retool's Helm chart names them (docs/design.md, "The API").
 LICENSE_KEY_KEY = "license-key"
 ENCRYPTION_KEY_KEY = "encryption-key"
 JWT_SECRET_KEY = "jwt-secret"  # noqa: S105 (the name of a key, not a secret)
@@ -58,13 +59,14 @@ _PROBE_PERIOD_SECONDS = 10
 _PROBE_TIMEOUT_SECONDS = 10
 _LIVENESS_PERIOD_SECONDS = 30
 
-# Kinds the operator creates, for listing (and pruning) children by label.
-CHILD_KINDS: tuple[tuple[str, str], ...] = (
-    ("apps/v1", "Deployment"),
-    ("apps/v1", "StatefulSet"),
-    ("v1", "Service"),
-    ("policy/v1", "PodDisruptionBudget"),
-    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+# Every kind of child the operator writes, as (apiVersion, kind, plural): the one list that the
+# watches, the API paths of the writes and the benchmark's request counts all derive from.
+CHILD_KINDS: tuple[tuple[str, str, str], ...] = (
+    ("apps/v1", "Deployment", "deployments"),
+    ("apps/v1", "StatefulSet", "statefulsets"),
+    ("v1", "Service", "services"),
+    ("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
 )
 
 OPTIONAL_COMPONENTS = (
@@ -88,7 +90,7 @@ class WorkloadPlan:
 
 @dataclass(frozen=True)
 class _Traits:
-    """Per-component facts from DESIGN.md section 2."""
+    """Per-component facts about Retool (docs/design.md, "What Retool needs")."""
 
     service_type: str | None
     port: int
