@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any, cast
 from kubernetes import client, config
 
 from retool_operator.core import models, naming
+from retool_operator.core.builders import CHILD_KINDS
 from retool_operator.core.statemachine import EventRecord
 
 log = logging.getLogger(__name__)
@@ -28,14 +30,18 @@ log = logging.getLogger(__name__)
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
 
+
+def _typed_api(api_version: str, kind: str) -> tuple[type[Any], str]:
+    """The client's API class and method suffix for a kind: `apps/v1`, `StatefulSet` ->
+    (AppsV1Api, `namespaced_stateful_set`), as the generated client names them."""
+    group, _, version = api_version.rpartition("/")
+    prefix = "".join(part.capitalize() for part in (group or "core").split(".")[:1])
+    suffix = re.sub(r"(?<!^)(?=[A-Z])", "_", kind).lower()
+    return getattr(client, f"{prefix}{version.capitalize()}Api"), f"namespaced_{suffix}"
+
+
 # kind -> (API group class, method suffix) for the children the operator writes.
-_CHILD_APIS: dict[str, tuple[type[Any], str]] = {
-    "Deployment": (client.AppsV1Api, "namespaced_deployment"),
-    "StatefulSet": (client.AppsV1Api, "namespaced_stateful_set"),
-    "Service": (client.CoreV1Api, "namespaced_service"),
-    "PodDisruptionBudget": (client.PolicyV1Api, "namespaced_pod_disruption_budget"),
-    "HorizontalPodAutoscaler": (client.AutoscalingV2Api, "namespaced_horizontal_pod_autoscaler"),
-}
+_CHILD_APIS = {kind: _typed_api(api_version, kind) for api_version, kind, _ in CHILD_KINDS}
 
 
 class ConflictError(Exception):
@@ -55,12 +61,17 @@ def new_api_client(kubeconfig: str | None = None) -> client.ApiClient:
 class Cluster:
     """Thin, synchronous calls; run them off the event loop."""
 
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: client.ApiClient, *, instance: str = naming.FIELD_MANAGER) -> None:
         self.api = api
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self._apis = {kind: (cls(api), suffix) for kind, (cls, suffix) in _CHILD_APIS.items()}
+        self.instance = instance  # reportingInstance of our Events
+
+    def close(self) -> None:
+        """Close the client's connection pool."""
+        self.api.close()  # type: ignore[no-untyped-call]
 
     def apply(self, manifest: Mapping[str, Any]) -> str:
         """Server-side apply one child (create or update) as the operator's field manager.
@@ -199,7 +210,7 @@ class Cluster:
             "message": event.message[:1024],
             "source": {"component": naming.FIELD_MANAGER},
             "reportingComponent": naming.FIELD_MANAGER,
-            "reportingInstance": os.environ.get("HOSTNAME", naming.FIELD_MANAGER),
+            "reportingInstance": self.instance,
             "firstTimestamp": models.format_time(now),
             "lastTimestamp": models.format_time(now),
             "eventTime": stamp,
