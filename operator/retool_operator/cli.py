@@ -1,6 +1,6 @@
 """`retool-operator`: run the operator, print the CRD, print the version.
 
-The commands and options are described in docs/design.md, "Command line".
+The commands and options are described in docs/design.md §8.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The local control plane behaves as the other end-to-end tests assume (DESIGN.md section 5)."""
+"""The local control plane behaves as the other end-to-end tests assume (docs/design.md §7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Phased upgrades end to end, with the invariants watched at every event (DESIGN.md section 4).
+"""Phased upgrades end to end, with the invariants watched at every event (docs/design.md §5).
 
 Each test runs its own operator process on its own namespace. kwok annotations stand in for
 Retool's behaviour: a ready delay on the jobs-runner is a slow migration, a delete delay on the

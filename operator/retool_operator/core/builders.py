@@ -49,7 +49,7 @@ WORKFLOWS_WORKER_HEALTH_PORT = 3005
 HEALTH_PATH = "/api/checkHealth"
 JOBS_RUNNER_HEALTH_PATH = "/api/checkJobsRunnerHealth"
 
-# Secret keys as Retool's Helm chart names them (docs/design.md, "The API").
+# Secret keys as Retool's Helm chart names them (docs/design.md §2).
 LICENSE_KEY_KEY = "license-key"
 ENCRYPTION_KEY_KEY = "encryption-key"
 JWT_SECRET_KEY = "jwt-secret"  # noqa: S105 (the name of a key, not a secret)
@@ -90,7 +90,7 @@ class WorkloadPlan:
 
 @dataclass(frozen=True)
 class _Traits:
-    """Per-component facts about Retool (docs/design.md, "What Retool needs")."""
+    """Per-component facts about Retool (docs/design.md §1)."""
 
     service_type: str | None
     port: int

@@ -4,7 +4,7 @@ A pure function. The handlers observe the cluster and the database, call `decide
 status it returns (one patch) and apply the children of its plan; nothing here performs I/O or
 reads the clock, so every path below is unit-tested without a cluster.
 
-The steps, as `status.upgrade.step` records them (docs/design.md, "The upgrade"):
+The steps, as `status.upgrade.step` records them (docs/design.md §5):
 
 Install (no recorded version): the jobs-runner alone at spec.version (it migrates the empty
 database); the api and the other services only once it is Ready.
