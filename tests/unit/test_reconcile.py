@@ -45,7 +45,8 @@ async def settle(reconciler: Reconciler, cluster: FakeCluster, rounds: int = 10)
 
 
 def phase(cluster: FakeCluster) -> str | None:
-    return cluster.retool_deployment["status"].get("phase")
+    found = cluster.retool_deployment["status"].get("phase")
+    return str(found) if found is not None else None
 
 
 def reasons(cluster: FakeCluster) -> list[str]:
