@@ -44,6 +44,16 @@ async def settle(reconciler: Reconciler, cluster: FakeCluster, rounds: int = 10)
     raise AssertionError(f"still writing after {rounds} reconciles: {cluster.writes[-5:]}")
 
 
+def reconcile_once(cluster: FakeCluster, offload: Offload) -> None:
+    """One reconcile on a fresh Reconciler, the watches up to date."""
+
+    async def scenario() -> None:
+        reconciler = Reconciler(cluster, reachable_database, offload)
+        await reconciler.trigger(KEY, cluster.view())
+
+    run(scenario)
+
+
 def phase(cluster: FakeCluster) -> str | None:
     found = cluster.retool_deployment["status"].get("phase")
     return str(found) if found is not None else None
@@ -108,11 +118,7 @@ def test_a_status_conflict_rereads_the_object_and_decides_again(
 ) -> None:
     cluster.fail("patch-status", ConflictError("retool"))
 
-    async def scenario() -> None:
-        reconciler = Reconciler(cluster, reachable_database, offload)
-        await reconciler.trigger(KEY, cluster.view())
-
-    run(scenario)
+    reconcile_once(cluster, offload)
     assert cluster.calls["read"] == 1
     assert cluster.calls["patch-status"] == 2
     assert phase(cluster) == "Installing"
@@ -123,11 +129,7 @@ def test_conflicts_that_persist_give_up_after_three_attempts(
 ) -> None:
     cluster.fail("patch-status", *(ConflictError("retool") for _ in range(3)))
 
-    async def scenario() -> None:
-        reconciler = Reconciler(cluster, reachable_database, offload)
-        await reconciler.trigger(KEY, cluster.view())
-
-    run(scenario)
+    reconcile_once(cluster, offload)
     assert cluster.calls["patch-status"] == 3
     assert cluster.calls["read"] == 3
     assert ("patch-status", "retool") not in cluster.writes
