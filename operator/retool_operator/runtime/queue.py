@@ -38,6 +38,9 @@ class KeyQueue:
         """The object is gone: drop its slot."""
         self._slots.pop(key, None)
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._slots
+
     async def run(self, key: Key, work: Callable[[], Awaitable[None]]) -> bool:
         """Run WORK for KEY unless a run that began after this call has covered it.
 
@@ -56,8 +59,10 @@ class KeyQueue:
             return True
 
     def schedule(self, key: Key, seconds: float) -> None:
-        """A time-based look at KEY is due in SECONDS."""
-        slot = self._slots.setdefault(key, _Slot())
+        """A time-based look at KEY is due in SECONDS (unless KEY was forgotten meanwhile)."""
+        slot = self._slots.get(key)
+        if slot is None:
+            return
         slot.due = time.monotonic() + seconds
         slot.rescheduled.set()
 

@@ -84,6 +84,10 @@ class Reconciler:
             log.exception("reconcile of %s/%s failed; retrying in 5s", *key)
         finally:
             metrics.observe_reconcile(result, time.monotonic() - started)
+            if key not in self.queue:
+                # Deleted while this reconcile ran: drop what it cached again.
+                self.observer.forget(key)
+                self.writer.forget(key)
 
     async def _reconcile(self, key: Key, view: View) -> None:
         for _ in range(CONFLICT_RETRIES):
