@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import json
 import logging
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
@@ -31,17 +32,36 @@ APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
 
 
-def _typed_api(api_version: str, kind: str) -> tuple[type[Any], str]:
-    """The client's API class and method suffix for a kind: `apps/v1`, `StatefulSet` ->
-    (AppsV1Api, `namespaced_stateful_set`), as the generated client names them."""
+@dataclasses.dataclass(frozen=True)
+class _ChildCalls:
+    """How to patch and delete one kind of child: `patch(name, namespace, body, **options)`."""
+
+    patch: Callable[..., Any]
+    delete: Callable[..., Any]
+
+
+def _child_calls(api: client.ApiClient, api_version: str, kind: str, plural: str) -> _ChildCalls:
+    """The generated client's typed calls for a kind (`apps/v1` StatefulSet ->
+    AppsV1Api.patch_namespaced_stateful_set), or the custom-objects calls for a kind the client
+    does not know (a CRD's, such as Gateway API's HTTPRoute)."""
     group, _, version = api_version.rpartition("/")
-    prefix = "".join(part.capitalize() for part in (group or "core").split(".")[:1])
-    suffix = re.sub(r"(?<!^)(?=[A-Z])", "_", kind).lower()
-    return getattr(client, f"{prefix}{version.capitalize()}Api"), f"namespaced_{suffix}"
-
-
-# kind -> (API group class, method suffix) for the children the operator writes.
-_CHILD_APIS = {kind: _typed_api(api_version, kind) for api_version, kind, _ in CHILD_KINDS}
+    prefix = (group or "core").split(".")[0].capitalize()
+    typed = getattr(client, f"{prefix}{version.capitalize()}Api", None)
+    suffix = "namespaced_" + re.sub(r"(?<!^)(?=[A-Z])", "_", kind).lower()
+    if typed is not None and hasattr(typed, f"patch_{suffix}"):
+        instance = typed(api)
+        return _ChildCalls(
+            getattr(instance, f"patch_{suffix}"), getattr(instance, f"delete_{suffix}")
+        )
+    custom = client.CustomObjectsApi(api)
+    return _ChildCalls(
+        patch=lambda name, namespace, body, **options: custom.patch_namespaced_custom_object(
+            group, version, namespace, plural, name, body, **options
+        ),
+        delete=lambda name, namespace, **options: custom.delete_namespaced_custom_object(
+            group, version, namespace, plural, name, **options
+        ),
+    )
 
 
 class ConflictError(Exception):
@@ -66,7 +86,10 @@ class Cluster:
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
         self.custom = client.CustomObjectsApi(api)
-        self._apis = {kind: (cls(api), suffix) for kind, (cls, suffix) in _CHILD_APIS.items()}
+        self._children = {
+            kind: _child_calls(api, api_version, kind, plural)
+            for api_version, kind, plural in CHILD_KINDS
+        }
         self.instance = instance  # reportingInstance of our Events
 
     def close(self) -> None:
@@ -78,9 +101,8 @@ class Cluster:
 
         Returns the resourceVersion the API server gave the result.
         """
-        api, suffix = self._apis[manifest["kind"]]
         metadata = manifest["metadata"]
-        response = getattr(api, f"patch_{suffix}")(
+        response = self._children[manifest["kind"]].patch(
             metadata["name"],
             metadata["namespace"],
             manifest,
@@ -93,9 +115,8 @@ class Cluster:
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
         """Delete one child; already gone is fine."""
-        api, suffix = self._apis[kind]
         with _ignore_not_found():
-            _drained(getattr(api, f"delete_{suffix}")(name, namespace, _preload_content=False))
+            _drained(self._children[kind].delete(name, namespace, _preload_content=False))
 
     def scale_deployment(self, namespace: str, name: str, replicas: int) -> str:
         """Set a Deployment's replicas through its scale subresource; its resourceVersion.
