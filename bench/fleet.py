@@ -17,7 +17,7 @@ from kubernetes import client
 from bench import kube, stats, workloads
 from bench.cluster import BenchCluster
 from bench.kube import Watch, create_namespace
-from bench.operator import OperatorProcess, delta
+from bench.operator import MeasuredOperator, delta
 from tests.support import retool
 from tests.support.pgserver import PostgresServer
 
@@ -37,7 +37,7 @@ def _ready_times(first_ready: dict[str, float], started: float) -> dict[str, flo
 
 
 def operator_fleet(
-    cluster: BenchCluster, operator: OperatorProcess, db: PostgresServer, count: int
+    cluster: BenchCluster, operator: MeasuredOperator, db: PostgresServer, count: int
 ) -> dict[str, Any]:
     """Create COUNT RetoolDeployments at once; time until all are Ready; the operator's cost."""
     api = cluster.api

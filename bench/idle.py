@@ -22,7 +22,7 @@ from kubernetes import client
 from bench import kube
 from bench.cluster import BenchCluster
 from bench.kube import raw
-from bench.operator import OperatorProcess, delta
+from bench.operator import MeasuredOperator, delta
 
 log = logging.getLogger("bench")
 
@@ -45,7 +45,7 @@ def _events_since(api: client.ApiClient, since: float) -> dict[str, int]:
 
 
 def run(
-    cluster: BenchCluster, operator: OperatorProcess, count: int, seconds: float, settle: float
+    cluster: BenchCluster, operator: MeasuredOperator, count: int, seconds: float, settle: float
 ) -> dict[str, Any]:
     """Measure the operator over SECONDS of idleness with COUNT RetoolDeployments present."""
     time.sleep(settle)

@@ -19,6 +19,8 @@ import yaml
 from kubernetes import client, config
 from kubernetes.watch.watch import iter_resp_lines
 
+from retool_operator.core.builders import CHILD_KINDS
+from tests.support import prometheus
 from tests.support.retool import kubectl
 
 log = logging.getLogger("bench")
@@ -199,16 +201,7 @@ class Watch:
 WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"})
 # What the operator writes: its own resource, its children, Events, and pods (a rollback only).
 OPERATOR_RESOURCES = frozenset(
-    {
-        "retooldeployments",
-        "deployments",
-        "statefulsets",
-        "services",
-        "poddisruptionbudgets",
-        "horizontalpodautoscalers",
-        "events",
-        "pods",
-    }
+    {"retooldeployments", "events", "pods", *(plural for _, _, plural in CHILD_KINDS)}
 )
 RequestKey = tuple[str, str, str]  # (resource[/subresource], verb, code)
 
@@ -254,48 +247,16 @@ class RequestCounts:
         }
 
 
-def _labels(text: str) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for part in text.split('",'):
-        if "=" in part:
-            name, value = part.split("=", 1)
-            found[name.strip()] = value.strip().strip('"')
-    return found
-
-
 def apiserver_requests(kubeconfig: str) -> RequestCounts:
     """Scrape the API server's /metrics (kubectl get --raw) for apiserver_request_total."""
     text = kubectl(kubeconfig, "get", "--raw", "/metrics").stdout
     counts: dict[RequestKey, float] = defaultdict(float)
-    for line in text.splitlines():
-        if not line.startswith("apiserver_request_total{"):
-            continue
-        head, value = line.rsplit(" ", 1)
-        labels = _labels(head[len("apiserver_request_total{") : -1])
+    for labels, value in prometheus.samples(text).get("apiserver_request_total", []):
         resource = labels.get("resource", "")
         if labels.get("subresource"):
             resource += "/" + labels["subresource"]
-        counts[(resource, labels.get("verb", ""), labels.get("code", ""))] += float(value)
+        counts[(resource, labels.get("verb", ""), labels.get("code", ""))] += value
     return RequestCounts(dict(counts))
-
-
-# --- Prometheus text ------------------------------------------------------------------------------
-
-
-def parse_prometheus(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
-    """Samples by metric name: [(labels, value)] (enough of the text format for our metrics)."""
-    samples: dict[str, list[tuple[dict[str, str], float]]] = defaultdict(list)
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        head, value = line.rsplit(" ", 1)
-        if "{" in head:
-            name, rest = head.split("{", 1)
-            labels = _labels(rest.rstrip("}"))
-        else:
-            name, labels = head, {}
-        samples[name].append((labels, float(value)))
-    return dict(samples)
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""The operator under test: a real `retool-operator run` process, measured from outside.
+"""The operator under test (`tests.support.operator_process`), measured from outside.
 
 CPU time and resident memory come from /proc through psutil; a sampler thread records RSS a few
 times a second, and the kernel's own high-water mark (VmHWM) gives the exact peak. The operator's
@@ -8,12 +8,10 @@ Prometheus endpoint gives its write counter and upgrade-step histogram.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
 import threading
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,10 +20,9 @@ from pathlib import Path
 import psutil
 
 from bench import kube
-from tests.support.pgserver import free_port
+from tests.support.operator_process import OperatorProcess
 
 REPO = kube.REPO
-OPERATOR = REPO / ".venv" / "bin" / "retool-operator"
 PY_SPY = REPO / ".venv" / "bin" / "py-spy"
 MB = 1_000_000  # decimal megabytes, as the issue states its memory target
 
@@ -56,60 +53,20 @@ class Window:
         return 100.0 * self.cpu_seconds / self.seconds if self.seconds > 0 else 0.0
 
 
-class OperatorProcess:
-    """Start, measure and stop one operator watching all namespaces."""
+class MeasuredOperator(OperatorProcess):
+    """One operator watching all namespaces, its CPU and memory sampled while it runs."""
 
     def __init__(self, kubeconfig: Path, log_path: Path, *extra: str) -> None:
-        self.kubeconfig = kubeconfig
-        self.log_path = log_path
-        self.extra = extra
-        self.metrics_port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__(kubeconfig, None, log_path, *extra)
         self._ps: psutil.Process | None = None
         self._samples: list[tuple[float, int]] = []
         self._sampling = threading.Event()
         self._sampler: threading.Thread | None = None
 
-    @property
-    def pid(self) -> int:
-        """The operator's process id."""
-        assert self.process is not None
-        return self.process.pid
-
     def start(self, timeout: float = 60) -> None:
-        """Start the operator; return once its metrics endpoint answers."""
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    str(OPERATOR),
-                    "run",
-                    "--all-namespaces",
-                    "--metrics-port",
-                    str(self.metrics_port),
-                    "--health-port",
-                    "0",
-                    *self.extra,
-                ],
-                cwd=REPO,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self._ps = psutil.Process(self.process.pid)
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the operator exited with {self.process.returncode}")
-            try:
-                self.metrics()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise
-                time.sleep(0.2)
+        """Start the operator; return once its metrics endpoint answers; start sampling."""
+        super().start(timeout)
+        self._ps = psutil.Process(self.pid)
         self._sampling.set()
         self._sampler = threading.Thread(target=self._sample, daemon=True, name="rss-sampler")
         self._sampler.start()
@@ -141,16 +98,6 @@ class OperatorProcess:
             rss_max_sampled_mb=max([*sampled, now.rss_bytes]) / MB,
             peak_rss_mb=now.peak_rss_bytes / MB,
         )
-
-    def metrics(self) -> str:
-        """The operator's /metrics page."""
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return str(response.read().decode())
-
-    def samples(self) -> dict[str, list[tuple[dict[str, str], float]]]:
-        """The operator's metrics, parsed."""
-        return kube.parse_prometheus(self.metrics())
 
     def reconciles(self) -> float:
         """retool_operator_reconcile_total, all results."""
@@ -198,23 +145,13 @@ class OperatorProcess:
                 path.with_suffix(".top.txt").write_text(summarise_profile(path))
 
     def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it lingers; stop sampling."""
+        """Stop sampling; SIGTERM, then SIGKILL if it lingers."""
         self._sampling.clear()
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
+        super().stop()
 
-    def __enter__(self) -> OperatorProcess:
+    def __enter__(self) -> MeasuredOperator:
         self.start()
         return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
 
 
 def _peak_rss(pid: int) -> int:

@@ -33,7 +33,7 @@ from bench.cluster import (
     stop_postgres,
 )
 from bench.kube import server_version
-from bench.operator import OperatorProcess
+from bench.operator import MeasuredOperator
 from tests.support.pgserver import PostgresServer
 
 log = logging.getLogger("bench")
@@ -117,8 +117,8 @@ class Run:
         node[path[-1]] = value
         self._save()
 
-    def _operator(self, phase: str) -> OperatorProcess:
-        operator = OperatorProcess(self.cluster.kubeconfig, self.logs / f"operator-{phase}.log")
+    def _operator(self, phase: str) -> MeasuredOperator:
+        operator = MeasuredOperator(self.cluster.kubeconfig, self.logs / f"operator-{phase}.log")
         operator.start()
         log.info("operator started (pid %d) for phase %s", operator.pid, phase)
         return operator

@@ -28,7 +28,7 @@ from kubernetes import client
 
 from bench import workloads
 from bench.kube import Body, Watch, WatchEvent, create_namespace, raw
-from bench.operator import OperatorProcess
+from bench.operator import MeasuredOperator
 from tests.support.pgserver import PostgresServer
 
 log = logging.getLogger("bench")
@@ -119,7 +119,7 @@ def _events(api: client.ApiClient, namespace: str, since: float) -> list[tuple[f
     return sorted(found)
 
 
-def _step_metric(operator: OperatorProcess) -> dict[str, tuple[float, float]]:
+def _step_metric(operator: MeasuredOperator) -> dict[str, tuple[float, float]]:
     samples = operator.samples()
     sums = {labels["step"]: v for labels, v in samples.get(f"{STEP_METRIC}_sum", [])}
     counts = {labels["step"]: v for labels, v in samples.get(f"{STEP_METRIC}_count", [])}
@@ -163,7 +163,7 @@ def _steps(events: list[tuple[float, str, str]]) -> list[tuple[str, float, float
 
 def run(
     api: client.ApiClient,
-    operator: OperatorProcess,
+    operator: MeasuredOperator,
     db: PostgresServer,
     strategy: str,
     ready_delay: float,

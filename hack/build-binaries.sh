@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds, once, the control-plane binaries the local test cluster runs (DESIGN.md section 5):
+# Builds, once, the control-plane binaries the local test cluster runs (docs/design.md §7):
 # kube-apiserver, kube-controller-manager, kube-scheduler and kubectl from k8s.io/kubernetes,
 # etcd from go.etcd.io/etcd/server/v3, and kwok/kwokctl. Everything comes from the Go module proxy
 # the go command is configured with; nothing else is downloaded. Results are cached outside the

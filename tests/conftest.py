@@ -15,8 +15,9 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -94,7 +95,7 @@ def cluster_api(kubeconfig: str) -> Iterator[object]:
     """A kubernetes ApiClient for the test cluster."""
     from kubernetes import config
 
-    api = config.new_client_from_config(config_file=kubeconfig)
+    api = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
     yield api
     api.close()
 
@@ -120,16 +121,16 @@ def kube_api(cluster_api: object) -> object:
         except client.ApiException as error:
             if error.status != 404:
                 raise
-            utils.create_from_dict(api, crd)
-        stream = watch.Watch()
-        for event in stream.stream(
+            utils.create_from_dict(api, crd)  # type: ignore[no-untyped-call]
+        stream = watch.Watch()  # type: ignore[no-untyped-call]
+        for event in stream.stream(  # type: ignore[no-untyped-call]
             ext.list_custom_resource_definition,
             field_selector=f"metadata.name={crd['metadata']['name']}",
             timeout_seconds=60,
         ):
             conditions = event["object"].status.conditions or []
             if any(c.type == "Established" and c.status == "True" for c in conditions):
-                stream.stop()
+                stream.stop()  # type: ignore[no-untyped-call]
                 break
         else:
             pytest.fail("the RetoolDeployment CRD did not become Established within 60s")
@@ -145,7 +146,9 @@ def namespace(cluster_api: object, request: pytest.FixtureRequest) -> Iterator[s
     slug = "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:40].strip("-")
     name = f"t-{slug}-{uuid.uuid4().hex[:6]}"
     core.create_namespace(
-        {"metadata": {"name": name, "labels": {"retool-operator.dev/test": "true"}}}
+        client.V1Namespace(
+            metadata=client.V1ObjectMeta(name=name, labels={"retool-operator.dev/test": "true"})
+        )
     )
     yield name
     _release_retool_deployments(cluster_api, name)
@@ -166,7 +169,9 @@ def _release_retool_deployments(api: object, namespace: str) -> None:
 
     custom = client.CustomObjectsApi(api)
     with contextlib.suppress(client.ApiException):  # no CRD in this cluster, or already gone
-        listing = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+        listing = cast(
+            dict[str, Any], custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+        )
         for item in listing["items"]:
             if item["metadata"].get("finalizers"):
                 custom.patch_namespaced_custom_object(
@@ -192,7 +197,9 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[object]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Remember each phase's outcome on the item, so fixtures can tell a failed test."""
     report = yield
     setattr(item, f"rep_{call.when}", report)

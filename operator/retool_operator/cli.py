@@ -1,4 +1,7 @@
-"""`retool-operator`: run the operator, print the CRD, print the version (DESIGN.md section 6)."""
+"""`retool-operator`: run the operator, print the CRD, print the version.
+
+The commands and options are described in docs/design.md §8.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import kopf
 import uvloop
 
 from retool_operator import __version__
+from retool_operator.config import Config
 from retool_operator.core.crd import render_crd_yaml
 
 
@@ -24,7 +28,7 @@ def _priority(text: str) -> int:
     return int(text)
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="retool-operator", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the operator (kopf underneath)")
@@ -68,16 +72,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def config_from(args: argparse.Namespace) -> Config:
+    """The configuration the `run` arguments describe."""
+    return Config(
+        kubeconfig=args.kubeconfig,
+        namespaces=tuple(args.namespace),
+        metrics_port=args.metrics_port,
+        peering=args.peering,
+        peering_lifetime=args.peering_lifetime,
+        instance=os.environ.get("HOSTNAME") or Config.instance,
+    )
+
+
 def _run(args: argparse.Namespace) -> int:
-    if args.kubeconfig:
-        os.environ["KUBECONFIG"] = args.kubeconfig
-    if args.metrics_port:
-        os.environ["RETOOL_OPERATOR_METRICS_PORT"] = str(args.metrics_port)
-    if args.peering:
-        os.environ["RETOOL_OPERATOR_PEERING"] = args.peering
-        os.environ["RETOOL_OPERATOR_PEERING_LIFETIME"] = str(args.peering_lifetime)
-        os.environ["RETOOL_OPERATOR_NAMESPACES"] = ",".join(args.namespace)
-    # Imported only now, after the environment above: registering handlers reads it.
+    config = config_from(args)
+    if config.kubeconfig:
+        # kopf's own login (its watches) reads the standard variable; our client takes `config`.
+        os.environ["KUBECONFIG"] = config.kubeconfig
+    # Imported only now: registering the handlers is a side effect that only `run` wants.
     from retool_operator import handlers  # noqa: F401, PLC0415
 
     kopf.configure(
@@ -95,6 +107,7 @@ def _run(args: argparse.Namespace) -> int:
             standalone=args.peering is None,
             peering_name=args.peering,
             priority=args.priority,
+            memo=kopf.Memo(config=config),
             liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz"
             if args.health_port
             else None,
@@ -104,7 +117,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `retool-operator` console script."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.command == "version":
         print(__version__)
         return 0

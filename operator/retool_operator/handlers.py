@@ -4,43 +4,65 @@ The handlers only route: a RetoolDeployment event, a child's event (by its insta
 a due wake-up each call `Reconciler.trigger` for the RetoolDeployment concerned. kopf's
 indexes are the informer caches (filled before any handler runs), so a reconcile reads no
 object it already watches. No change-handlers are used: kopf keeps no progress annotations.
+What start-up opens (the API client, the thread pool, the metrics server) lives in kopf's memo
+and is closed at clean-up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
-import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import kopf
 
 from retool_operator import metrics
 from retool_operator.cluster.kube import Cluster, new_api_client
+from retool_operator.config import Config
 from retool_operator.core import models, naming, reading
-from retool_operator.reconciler import Body, Key, Reconciler, View
+from retool_operator.core.builders import CHILD_KINDS
+from retool_operator.database.probe import probe
+from retool_operator.runtime.offload import Offload
+from retool_operator.runtime.ports import Body, Key
+from retool_operator.runtime.reconcile import Reconciler, View
 
 log = logging.getLogger("retool_operator")
 
 RTD = (models.GROUP, models.VERSION, models.PLURAL)
 MANAGED = {naming.LABEL_MANAGED_BY: naming.MANAGED_BY}
-CHILD_RESOURCES = (
-    ("apps", "v1", "deployments"),
-    ("apps", "v1", "statefulsets"),
-    ("", "v1", "services"),
-    ("policy", "v1", "poddisruptionbudgets"),
-    ("autoscaling", "v2", "horizontalpodautoscalers"),
+# (group, version, plural) of every watched kind of child.
+CHILD_RESOURCES = tuple(
+    (api_version.rpartition("/")[0], api_version.rpartition("/")[2], plural)
+    for api_version, _, plural in CHILD_KINDS
 )
+PODS = ("", "v1", "pods")
 
-_reconciler: Reconciler | None = None
+
+@dataclasses.dataclass(frozen=True)
+class Running:
+    """What start-up made and clean-up closes."""
+
+    reconciler: Reconciler
+    cluster: Cluster
+    offload: Offload
+    stop_metrics: Callable[[], None] | None
+
+    def close(self) -> None:
+        """Stop serving metrics, finish the blocking calls under way, close the API client."""
+        if self.stop_metrics is not None:
+            self.stop_metrics()
+        self.offload.close()
+        self.cluster.close()
 
 
-def reconciler() -> Reconciler:
-    """The process's reconciler (made at start-up)."""
-    assert _reconciler is not None, "the operator has not started"
-    return _reconciler
+def reconciler(memo: kopf.Memo) -> Reconciler:
+    """The process's reconciler (made at start-up, kept in kopf's memo)."""
+    running = memo.get("running")
+    assert isinstance(running, Running), "the operator has not started"
+    return running.reconciler
 
 
 class _NoDiffBase(kopf.DiffBaseStorage):
@@ -65,9 +87,10 @@ class _SuccessFilter(logging.Filter):
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    """When the operator starts, tune kopf and make the reconciler."""
-    global _reconciler  # noqa: PLW0603 (one reconciler per process, made once kopf runs)
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """When the operator starts, tune kopf and make the reconciler (from `memo.config`)."""
+    config = memo.get("config", Config())
+    assert isinstance(config, Config)
     # Our own Events say what happened; kopf's per-handler log lines are not worth an Event each.
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
@@ -78,30 +101,34 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Filter children on the API server, not in the client: the operator then never receives
     # (nor holds in memory) the cluster's other pods, Deployments and Services.
     managed = ",".join(f"{key}={value}" for key, value in MANAGED.items())
-    for resource in (*CHILD_RESOURCES, ("", "v1", "pods")):
+    for resource in (*CHILD_RESOURCES, PODS):
         settings.watching.label_selectors[resource[2]] = managed
     objects = logging.getLogger("kopf.objects")
     objects.addFilter(_SuccessFilter())
     if not log.isEnabledFor(logging.DEBUG):
         # Below WARNING kopf only narrates each handler run; skip building those records.
         objects.setLevel(logging.WARNING)
-    cluster = Cluster(new_api_client(os.environ.get("KUBECONFIG")))
-    _reconciler = Reconciler(cluster)
-    peering = os.environ.get("RETOOL_OPERATOR_PEERING")
-    if peering:
+    cluster = Cluster(new_api_client(config.kubeconfig), instance=config.instance)
+    offload = Offload(config.workers)
+    if config.peering:
         settings.peering.mandatory = True
-        lifetime = int(os.environ.get("RETOOL_OPERATOR_PEERING_LIFETIME", "60"))
-        settings.peering.lifetime = lifetime
+        settings.peering.lifetime = config.peering_lifetime
         # Peering is mandatory when named: kopf pauses until the peering object exists.
-        namespaces = [n for n in os.environ.get("RETOOL_OPERATOR_NAMESPACES", "").split(",") if n]
-        cluster.ensure_peering(peering, namespaces)
-    port = os.environ.get("RETOOL_OPERATOR_METRICS_PORT")
-    if port:
-        metrics.serve(int(port))
+        cluster.ensure_peering(config.peering, list(config.namespaces))
+    stop_metrics = metrics.serve(config.metrics_port) if config.metrics_port else None
+    memo["running"] = Running(Reconciler(cluster, probe, offload), cluster, offload, stop_metrics)
     # Everything imported so far lives as long as the process: keep it out of the collector's
     # full passes, whose pauses otherwise grow with the imports (kopf, kubernetes, pydantic).
     gc.collect()
     gc.freeze()
+
+
+@kopf.on.cleanup()
+def close(memo: kopf.Memo, **_: Any) -> None:
+    """When the operator stops, close what start-up opened."""
+    running = memo.get("running")
+    if isinstance(running, Running):
+        running.close()
 
 
 def _store(index: kopf.Index[Key, Body], key: Key) -> Iterable[Body]:
@@ -158,7 +185,7 @@ def _pod_index(
 CHILD_INDEXES = [f"child_{plural}" for _, _, plural in CHILD_RESOURCES]
 for (_group, _version, _plural), _index_id in zip(CHILD_RESOURCES, CHILD_INDEXES, strict=True):
     kopf.index(_group, _version, _plural, labels=MANAGED, id=_index_id)(_child_index)
-kopf.index("", "v1", "pods", labels=MANAGED, id="child_pods")(_pod_index)
+kopf.index(*PODS, labels=MANAGED, id="child_pods")(_pod_index)
 
 
 # --- triggers ----------------------------------------------------------------------------------
@@ -166,24 +193,26 @@ kopf.index("", "v1", "pods", labels=MANAGED, id="child_pods")(_pod_index)
 
 @kopf.on.event(*RTD)
 async def retool_deployment_changed(
-    *, event: kopf.RawEvent, namespace: str | None, name: str, **indexes: Any
+    *, event: kopf.RawEvent, namespace: str | None, name: str, memo: kopf.Memo, **indexes: Any
 ) -> None:
     """When a RetoolDeployment changes, reconcile it; when it is gone, forget it."""
     key = (namespace or "", name)
     if event["type"] == "DELETED":
-        reconciler().forget(key)
+        reconciler(memo).forget(key)
         return
-    await reconciler().trigger(key, _view(indexes))
+    await reconciler(memo).trigger(key, _view(indexes))
 
 
-async def _child_changed(*, namespace: str | None, labels: kopf.Labels, **indexes: Any) -> None:
+async def _child_changed(
+    *, namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **indexes: Any
+) -> None:
     """When a child or pod changes, reconcile the RetoolDeployment it belongs to."""
     key = _instance_key(namespace, labels)
     if key is not None and key in indexes["retool_deployments"]:
-        await reconciler().trigger(key, _view(indexes))
+        await reconciler(memo).trigger(key, _view(indexes))
 
 
-for _group, _version, _plural in (*CHILD_RESOURCES, ("", "v1", "pods")):
+for _group, _version, _plural in (*CHILD_RESOURCES, PODS):
     kopf.on.event(_group, _version, _plural, labels=MANAGED, id=f"{_plural}-changed")(
         _child_changed
     )
@@ -191,7 +220,12 @@ for _group, _version, _plural in (*CHILD_RESOURCES, ("", "v1", "pods")):
 
 @kopf.daemon(*RTD, cancellation_timeout=1.0)
 async def wake(
-    *, namespace: str | None, name: str, stopped: kopf.DaemonStopped, **indexes: Any
+    *,
+    namespace: str | None,
+    name: str,
+    stopped: kopf.DaemonStopped,
+    memo: kopf.Memo,
+    **indexes: Any,
 ) -> None:
     """When a wait runs out (a step timeout, a retry, the periodic resync), reconcile.
 
@@ -203,11 +237,11 @@ async def wake(
     stopping = asyncio.ensure_future(stopped.wait())
     try:
         while True:
-            due = asyncio.ensure_future(reconciler().wait_until_due(key))
+            due = asyncio.ensure_future(reconciler(memo).wait_until_due(key))
             await asyncio.wait({due, stopping}, return_when=asyncio.FIRST_COMPLETED)
             if stopping.done():
                 due.cancel()
                 return
-            await asyncio.shield(reconciler().trigger(key, _view(indexes)))
+            await asyncio.shield(reconciler(memo).trigger(key, _view(indexes)))
     finally:
         stopping.cancel()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from datetime import datetime
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
@@ -64,9 +65,16 @@ STALLED = Gauge(
 )
 
 
-def serve(port: int) -> None:
-    """Expose /metrics on PORT (all interfaces, as a pod's port)."""
-    start_http_server(port)
+def serve(port: int) -> Callable[[], None]:
+    """Expose /metrics on PORT (all interfaces, as a pod's port); returns what stops it."""
+    server, thread = start_http_server(port)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+    return stop
 
 
 def observe_reconcile(result: str, seconds: float) -> None:

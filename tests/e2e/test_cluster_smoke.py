@@ -1,4 +1,4 @@
-"""The local control plane behaves as the other end-to-end tests assume (DESIGN.md section 5)."""
+"""The local control plane behaves as the other end-to-end tests assume (docs/design.md §7)."""
 
 from __future__ import annotations
 
@@ -6,39 +6,49 @@ import time
 
 from kubernetes import client
 
+from tests.support.typed import present
 from tests.support.waiting import wait_for
 
 DEADLINE = 60.0
 
 
-def _deployment(name: str, replicas: int) -> dict[str, object]:
+def _deployment(name: str, replicas: int) -> client.V1Deployment:
     labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {"containers": [{"name": "web", "image": "example/web:1.0.0"}]},
-            },
-        },
-    }
+    return client.V1Deployment(
+        metadata=client.V1ObjectMeta(name=name),
+        spec=client.V1DeploymentSpec(
+            replicas=replicas,
+            selector=client.V1LabelSelector(match_labels=labels),
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(labels=labels),
+                spec=client.V1PodSpec(
+                    containers=[client.V1Container(name="web", image="example/web:1.0.0")]
+                ),
+            ),
+        ),
+    )
 
 
-def _pod(name: str, image: str, annotations: dict[str, str] | None = None) -> dict[str, object]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "annotations": annotations or {}},
-        "spec": {"containers": [{"name": "main", "image": image}]},
-    }
+def _pod(name: str, image: str, annotations: dict[str, str] | None = None) -> client.V1Pod:
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(name=name, annotations=annotations or {}),
+        spec=client.V1PodSpec(containers=[client.V1Container(name="main", image=image)]),
+    )
 
 
 def _is_ready(pod: client.V1Pod) -> bool:
-    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+    conditions = present(pod.status).conditions or []
+    return any(c.type == "Ready" and c.status == "True" for c in conditions)
+
+
+def _container_status(pod: client.V1Pod) -> client.V1ContainerStatus:
+    """The status of POD's one container."""
+    return present(present(pod.status).container_statuses)[0]
+
+
+def _started(pod: client.V1Pod) -> client.V1Pod | None:
+    """POD once kwok has started it (it has an IP), else None."""
+    return pod if present(pod.status).pod_ip else None
 
 
 def test_deployment_pods_become_ready_on_kwok_nodes(
@@ -54,10 +64,11 @@ def test_deployment_pods_become_ready_on_kwok_nodes(
         return ready if len(ready) == 3 else None
 
     pods = wait_for(ready_pods, DEADLINE, "3 Ready pods of Deployment web")
-    nodes = {n.metadata.name: n for n in core.list_node().items}
+    nodes = {present(n.metadata).name: n for n in core.list_node().items}
     for pod in pods:
-        node = nodes[pod.spec.node_name]
-        assert node.metadata.annotations.get("kwok.x-k8s.io/node") == "fake"
+        node = nodes[present(pod.spec).node_name]
+        annotations = present(node.metadata).annotations or {}
+        assert annotations.get("kwok.x-k8s.io/node") == "fake"
 
 
 def test_neverready_image_never_becomes_ready(
@@ -74,13 +85,14 @@ def test_neverready_image_never_becomes_ready(
     )
     # kwok handles both pods alike, so once the broken one has its status it will not change.
     broken = wait_for(
-        lambda: (p := core.read_namespaced_pod("broken", namespace)).status.pod_ip and p,
+        lambda: _started(core.read_namespaced_pod("broken", namespace)),
         DEADLINE,
         "the broken pod to be started by kwok",
     )
-    assert broken.status.phase == "Running"
+    assert present(broken.status).phase == "Running"
     assert not _is_ready(broken)
-    assert broken.status.container_statuses[0].state.waiting.reason == "CrashLoopBackOff"
+    waiting = present(_container_status(broken).state).waiting
+    assert present(waiting).reason == "CrashLoopBackOff"
 
 
 def test_ready_delay_annotation_is_honoured(cluster_api: client.ApiClient, namespace: str) -> None:
@@ -104,15 +116,15 @@ def test_hung_image_runs_without_restarting_and_never_becomes_ready(
     core = client.CoreV1Api(cluster_api)
     core.create_namespaced_pod(namespace, _pod("hung", "tryretool/backend:3.200.0-hung"))
     hung = wait_for(
-        lambda: (p := core.read_namespaced_pod("hung", namespace)).status.pod_ip and p,
+        lambda: _started(core.read_namespaced_pod("hung", namespace)),
         DEADLINE,
         "the hung pod to be started by kwok",
     )
-    assert hung.status.phase == "Running"
+    assert present(hung.status).phase == "Running"
     assert not _is_ready(hung)
-    status = hung.status.container_statuses[0]
+    status = _container_status(hung)
     assert status.restart_count == 0
-    assert status.state.running is not None
+    assert present(status.state).running is not None
 
 
 def test_delete_delay_annotation_keeps_a_pod_terminating(
@@ -134,7 +146,7 @@ def test_delete_delay_annotation_keeps_a_pod_terminating(
         try:
             core.read_namespaced_pod("lingering", namespace)
         except client.ApiException as error:
-            return error.status == 404
+            return bool(error.status == 404)
         return False
 
     wait_for(gone, DEADLINE, "the deleted pod to go")

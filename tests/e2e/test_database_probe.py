@@ -74,13 +74,15 @@ def test_counts_migrations_and_blocked_sessions(postgres: PostgresServer) -> Non
         waiter_started.wait(10)
         result = wait_for(
             lambda: (
-                (r := probe(_target(postgres, table=table), datetime.now(UTC))).blocked_queries
-                and r
+                r
+                if (r := probe(_target(postgres, table=table), datetime.now(UTC))).blocked_queries
+                else None
             ),
             20,
             "a blocked session to show",
         )
         assert result.reachable
+        assert result.blocked_queries is not None
         assert result.blocked_queries >= 1
         assert result.migrations_applied is None  # locked: unknown, not an outage
     finally:

@@ -14,6 +14,7 @@ from tests.support import retool
 from tests.support.invariants import InvariantMonitor
 from tests.support.operator_process import OperatorProcess
 from tests.support.pgserver import PostgresServer
+from tests.support.typed import present
 from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,19 +49,22 @@ def test_apply_k_deploy_succeeds(deployed: str, kube_api: client.ApiClient) -> N
     deployment = client.AppsV1Api(kube_api).read_namespaced_deployment(
         "retool-operator", "retool-system"
     )
-    pod = deployment.spec.template.spec
+    pod = present(deployment.spec.template.spec)
     container = pod.containers[0]
     assert deployment.spec.replicas == 2
-    assert "--peering=retool-operator" in container.args
-    assert pod.security_context.run_as_non_root is True
-    assert pod.security_context.seccomp_profile.type == "RuntimeDefault"
-    assert container.security_context.read_only_root_filesystem is True
-    assert container.security_context.allow_privilege_escalation is False
-    assert container.security_context.capabilities.drop == ["ALL"]
-    assert container.resources.requests
-    assert container.resources.limits
-    assert container.liveness_probe.http_get.path == "/healthz"
-    assert container.readiness_probe.http_get.path == "/healthz"
+    assert "--peering=retool-operator" in present(container.args)
+    pod_security = present(pod.security_context)
+    assert pod_security.run_as_non_root is True
+    assert present(pod_security.seccomp_profile).type == "RuntimeDefault"
+    security = present(container.security_context)
+    assert security.read_only_root_filesystem is True
+    assert security.allow_privilege_escalation is False
+    assert present(security.capabilities).drop == ["ALL"]
+    resources = present(container.resources)
+    assert resources.requests
+    assert resources.limits
+    assert present(present(container.liveness_probe).http_get).path == "/healthz"
+    assert present(present(container.readiness_probe).http_get).path == "/healthz"
 
 
 def test_namespaced_variant_renders(kubeconfig: str) -> None:

@@ -14,6 +14,7 @@ from kubernetes import client
 from tests.support import retool
 from tests.support.operator_process import OperatorProcess
 from tests.support.pgserver import PostgresServer
+from tests.support.typed import present
 from tests.support.waiting import wait_for
 
 NAME = "rt"
@@ -79,18 +80,20 @@ def test_install_order_printer_columns_and_kubectl_wait(
         kubeconfig, "-n", namespace, "wait", "--for=condition=Ready", f"rtd/{NAME}", "--timeout=60s"
     )
     assert "condition met" in wait.stdout
-    sts = _statefulset(kube_api, namespace)
+    assert _statefulset(kube_api, namespace) is not None
     api = _deployment(kube_api, namespace, f"{NAME}-api")
-    assert sts is not None
     assert api is not None
     # The api was created only after the jobs-runner was Ready.
     jobs_runner_pod = client.CoreV1Api(kube_api).read_namespaced_pod(
         f"{NAME}-jobs-runner-0", namespace
     )
     ready_at = next(
-        c.last_transition_time for c in jobs_runner_pod.status.conditions if c.type == "Ready"
+        present(c.last_transition_time)
+        for c in present(present(jobs_runner_pod.status).conditions)
+        if c.type == "Ready"
     )
-    assert api.metadata.creation_timestamp >= ready_at.replace(microsecond=0)
+    created = present(present(api.metadata).creation_timestamp)
+    assert created >= ready_at.replace(microsecond=0)
     table = retool.kubectl(kubeconfig, "-n", namespace, "get", "rtd", NAME).stdout
     header, row = table.splitlines()[:2]
     assert header.split() == ["NAME", "VERSION", "PHASE", "READY", "AGE"]
@@ -163,11 +166,12 @@ def test_drift_is_reverted(
         15,
         "the api replicas to be put back to 2",
     )
-    old_uid = _deployment(kube_api, namespace, f"{NAME}-api").metadata.uid  # type: ignore[union-attr]
+    old_uid = present(present(_deployment(kube_api, namespace, f"{NAME}-api")).metadata).uid
     apps.delete_namespaced_deployment(f"{NAME}-api", namespace)
     wait_for(
         lambda: (
-            (d := _deployment(kube_api, namespace, f"{NAME}-api")) and d.metadata.uid != old_uid
+            (d := _deployment(kube_api, namespace, f"{NAME}-api"))
+            and present(d.metadata).uid != old_uid
         ),
         15,
         "the api Deployment to be recreated",
@@ -206,25 +210,25 @@ def test_deleting_the_retool_deployment_removes_every_child(
         apps, core = client.AppsV1Api(kube_api), client.CoreV1Api(kube_api)
         policy = client.PolicyV1Api(kube_api)
         found = [
-            d.metadata.name
+            present(present(d.metadata).name)
             for d in apps.list_namespaced_deployment(namespace, label_selector=selector).items
         ]
         found += [
-            s.metadata.name
+            present(present(s.metadata).name)
             for s in apps.list_namespaced_stateful_set(namespace, label_selector=selector).items
         ]
         found += [
-            s.metadata.name
+            present(present(s.metadata).name)
             for s in core.list_namespaced_service(namespace, label_selector=selector).items
         ]
         found += [
-            p.metadata.name
+            present(present(p.metadata).name)
             for p in policy.list_namespaced_pod_disruption_budget(
                 namespace, label_selector=selector
             ).items
         ]
         found += [
-            p.metadata.name
+            present(present(p.metadata).name)
             for p in core.list_namespaced_pod(namespace, label_selector=selector).items
         ]
         return found
@@ -310,7 +314,10 @@ def _untouched_versions(api: client.ApiClient, namespace: str) -> dict[str, str]
     sts = _statefulset(api, namespace)
     service = client.CoreV1Api(api).read_namespaced_service(f"{NAME}-api", namespace)
     assert sts is not None
-    return {"sts": sts.metadata.resource_version, "svc": service.metadata.resource_version}
+    return {
+        "sts": present(present(sts.metadata).resource_version),
+        "svc": present(present(service.metadata).resource_version),
+    }
 
 
 _SETTLED: dict[int, float] = {}
@@ -385,7 +392,8 @@ def test_paused_changes_no_child(
     deployment = _deployment(kube_api, namespace, f"{NAME}-api")
     assert deployment is not None
     assert deployment.spec.replicas == 2
-    assert deployment.spec.template.spec.containers[0].image.endswith(":3.196.1-stable")
+    image = present(present(deployment.spec.template.spec).containers[0].image)
+    assert image.endswith(":3.196.1-stable")
     retool.patch_spec(kube_api, namespace, NAME, {"paused": False})
     wait_for(
         lambda: _ready(kube_api, namespace), DEADLINE, "Ready on the new version once unpaused"

@@ -1,4 +1,4 @@
-"""Phased upgrades end to end, with the invariants watched at every event (DESIGN.md section 4).
+"""Phased upgrades end to end, with the invariants watched at every event (docs/design.md §5).
 
 Each test runs its own operator process on its own namespace. kwok annotations stand in for
 Retool's behaviour: a ready delay on the jobs-runner is a slow migration, a delete delay on the
@@ -19,6 +19,7 @@ from tests.support import pgserver, retool
 from tests.support.invariants import InvariantMonitor
 from tests.support.operator_process import OperatorProcess
 from tests.support.pgserver import PostgresServer
+from tests.support.typed import present
 from tests.support.waiting import wait_for
 
 NAME = "rt"
@@ -67,13 +68,16 @@ def _steps_in_events(api: client.ApiClient, namespace: str) -> list[str]:
 
 def _images(api: client.ApiClient, namespace: str) -> dict[str, str]:
     apps = client.AppsV1Api(api)
-    found = {
-        d.metadata.name: d.spec.template.spec.containers[0].image
-        for d in apps.list_namespaced_deployment(namespace).items
+    workloads: list[client.V1Deployment | client.V1StatefulSet] = [
+        *apps.list_namespaced_deployment(namespace).items,
+        *apps.list_namespaced_stateful_set(namespace).items,
+    ]
+    return {
+        present(present(w.metadata).name): present(
+            present(w.spec.template.spec).containers[0].image
+        )
+        for w in workloads
     }
-    for s in apps.list_namespaced_stateful_set(namespace).items:
-        found[s.metadata.name] = s.spec.template.spec.containers[0].image
-    return found
 
 
 def _assert_clean(monitor: InvariantMonitor) -> None:
@@ -185,7 +189,7 @@ def test_broken_release_rolls_back(
     assert reason_fragment in entry["message"]
     assert status["currentVersion"] == OLD
     assert status["phase"] == "Degraded"
-    assert retool.condition(body, "Ready")["status"] == "False"
+    assert present(retool.condition(body, "Ready"))["status"] == "False"
     assert set(_images(kube_api, namespace).values()) == {f"tryretool/backend:{OLD}"}
     assert status["api"]["readyReplicas"] == 3
     assert status["jobsRunner"]["readyReplicas"] == 1
@@ -209,9 +213,10 @@ def test_retry_annotation_starts_a_new_attempt(
     retool.annotate(kube_api, namespace, NAME, {"retool-operator.dev/retry-upgrade": "1"})
     body = wait_for(
         lambda: (
-            (b := retool.stalled(kube_api, namespace, NAME, "UpgradeFailed"))
+            b
+            if (b := retool.stalled(kube_api, namespace, NAME, "UpgradeFailed"))
             and len(b["status"]["history"]) == 2
-            and b
+            else None
         ),
         DEADLINE,
         "the second attempt to roll back too",
@@ -236,7 +241,7 @@ def test_downgrade_is_refused_unless_annotated(
         DEADLINE,
         "DowngradeRefused",
     )
-    assert "allow-downgrade" in retool.condition(body, "Stalled")["message"]
+    assert "allow-downgrade" in present(retool.condition(body, "Stalled"))["message"]
     assert set(_images(kube_api, namespace).values()) == {f"tryretool/backend:{OLD}"}
     retool.annotate(kube_api, namespace, NAME, {"retool-operator.dev/allow-downgrade": "true"})
     wait_for(
@@ -312,7 +317,7 @@ def test_database_down_blocks_the_upgrade_until_it_is_back(
             DEADLINE,
             "DatabaseUnreachable",
         )
-        assert retool.condition(body, "DatabaseReachable")["status"] == "False"
+        assert present(retool.condition(body, "DatabaseReachable"))["status"] == "False"
         assert body["status"]["upgrade"]["step"] == "Preflight"
         assert set(_images(kube_api, namespace).values()) == {f"tryretool/backend:{OLD}"}
         assert monitor.api_replicas_seen == [2]
@@ -322,7 +327,9 @@ def test_database_down_blocks_the_upgrade_until_it_is_back(
         )
     _assert_clean(monitor)
     assert (
-        retool.condition(retool.get(kube_api, namespace, NAME), "DatabaseReachable")["status"]
+        present(retool.condition(retool.get(kube_api, namespace, NAME), "DatabaseReachable"))[
+            "status"
+        ]
         == "True"
     )
 

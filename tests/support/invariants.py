@@ -120,10 +120,10 @@ class InvariantMonitor:
         for item in items:
             yield {"type": "ADDED", "object": item}
         self._listed[watcher].set()
-        stream = watch.Watch()
-        for event in stream.stream(list_fn, resource_version=version, timeout_seconds=5, **kwargs):
+        stream = watch.Watch()  # type: ignore[no-untyped-call]
+        for event in stream.stream(list_fn, resource_version=version, timeout_seconds=5, **kwargs):  # type: ignore[no-untyped-call]
             if self._stop.is_set():
-                stream.stop()
+                stream.stop()  # type: ignore[no-untyped-call]
                 return
             yield event
 

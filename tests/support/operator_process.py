@@ -1,4 +1,5 @@
-"""The operator as the end-to-end tests run it: a real `retool-operator run` process per test."""
+"""The operator as the end-to-end tests and the benchmarks run it: a real `retool-operator run`
+process."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+from tests.support import prometheus
 from tests.support.pgserver import free_port
 from tests.support.waiting import wait_for
 
@@ -16,10 +18,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 class OperatorProcess:
-    """Start, stop, SIGKILL and restart one operator watching one namespace."""
+    """Start, stop, SIGKILL and restart one operator watching one namespace (None: all)."""
 
-    def __init__(self, kubeconfig: str, namespace: str, log_path: Path, *extra: str) -> None:
-        self.kubeconfig = kubeconfig
+    def __init__(
+        self, kubeconfig: str | Path, namespace: str | None, log_path: Path, *extra: str
+    ) -> None:
+        self.kubeconfig = str(kubeconfig)
         self.namespace = namespace
         self.log_path = log_path
         self.extra = extra
@@ -27,10 +31,18 @@ class OperatorProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
-    def start(self) -> None:
+    @property
+    def pid(self) -> int:
+        """The operator's process id."""
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self, timeout: float = 30) -> None:
         """Start the operator and wait until its metrics endpoint answers."""
         assert self.process is None or self.process.poll() is not None, "already running"
         self.starts += 1
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        scope = ["--namespace", self.namespace] if self.namespace else ["--all-namespaces"]
         log = self.log_path.open("ab")
         log.write(f"\n===== start #{self.starts} =====\n".encode())
         log.flush()
@@ -41,8 +53,7 @@ class OperatorProcess:
                 "-m",
                 "retool_operator",
                 "run",
-                "--namespace",
-                self.namespace,
+                *scope,
                 "--metrics-port",
                 str(self.metrics_port),
                 "--health-port",
@@ -56,7 +67,7 @@ class OperatorProcess:
             stderr=subprocess.STDOUT,
         )
         log.close()
-        wait_for(self._answers, 30, "the operator's metrics endpoint")
+        wait_for(self._answers, timeout, "the operator's metrics endpoint")
 
     def _answers(self) -> bool:
         assert self.process is not None
@@ -77,26 +88,17 @@ class OperatorProcess:
         with urllib.request.urlopen(url, timeout=5) as response:
             return str(response.read().decode())
 
+    def samples(self) -> prometheus.Samples:
+        """The operator's metrics, parsed: [(labels, value)] by sample name."""
+        return prometheus.samples(self.metrics())
+
     def metric(self, metric_name: str, /, **labels: str) -> float | None:
         """The value of the first sample METRIC_NAME{LABELS...} (more labels allowed), if any."""
-        from prometheus_client.parser import text_string_to_metric_families
-
-        for family in text_string_to_metric_families(self.metrics()):
-            for sample in family.samples:
-                wanted = all(sample.labels.get(k) == v for k, v in labels.items())
-                if sample.name == metric_name and wanted:
-                    return float(sample.value)
-        return None
+        return prometheus.first(self.metrics(), metric_name, **labels)
 
     def metric_sum(self, name: str) -> float:
-        """The sum of every sample of one metric family (0 when absent)."""
-        total = 0.0
-        for line in self.metrics().splitlines():
-            if line.startswith(name) and not line.startswith("#"):
-                head = line.split(" ")[0]
-                if head == name or head.startswith(name + "{"):
-                    total += float(line.rsplit(" ", 1)[1])
-        return total
+        """The sum of every sample of one metric (0 when absent)."""
+        return prometheus.total(self.metrics(), name)
 
     def kill(self) -> None:
         """SIGKILL: no clean-up, as when a node dies."""
@@ -110,7 +112,7 @@ class OperatorProcess:
             return
         self.process.terminate()
         try:
-            self.process.wait(15)
+            self.process.wait(20)
         except subprocess.TimeoutExpired:
             self.kill()
 
@@ -124,3 +126,10 @@ class OperatorProcess:
         if not self.log_path.exists():
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def __enter__(self) -> OperatorProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()

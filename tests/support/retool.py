@@ -41,14 +41,17 @@ def create_secrets(api: client.ApiClient, namespace: str, db: PostgresServer) ->
     """The two Secrets a RetoolDeployment references: the database password and Retool's keys."""
     core = client.CoreV1Api(api)
     core.create_namespaced_secret(
-        namespace, {"metadata": {"name": "retool-db"}, "stringData": {"password": db.password}}
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="retool-db"), string_data={"password": db.password}
+        ),
     )
     core.create_namespaced_secret(
         namespace,
-        {
-            "metadata": {"name": "retool-secrets"},
-            "stringData": {"license-key": LICENSE_KEY, "encryption-key": ENCRYPTION_KEY},
-        },
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="retool-secrets"),
+            string_data={"license-key": LICENSE_KEY, "encryption-key": ENCRYPTION_KEY},
+        ),
     )
 
 

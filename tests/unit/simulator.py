@@ -21,7 +21,7 @@ one tick with the Kubernetes semantics the state machine relies on:
   is then gone.
 
 The driver `Run` plays the operator: snapshot -> decide -> write status -> apply -> tick, and
-checks the invariants of DESIGN.md section 4 after every decision and every tick. Time is
+checks the invariants of docs/design.md §5 after every decision and every tick. Time is
 explicit (`start + tick * seconds_per_tick`); nothing here reads the clock.
 """
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from retool_operator.core.conditions import Reason
 from retool_operator.core.models import ALLOW_DOWNGRADE_ANNOTATION
+from retool_operator.core.statemachine import EventRecord
 from tests.unit.simulator import Cluster, installed, new_run
 
 
-def _warnings(run_events: list[object]) -> list[tuple[str, str]]:
-    return [(e.type, e.reason) for e in run_events]  # type: ignore[attr-defined]
+def _warnings(run_events: Sequence[EventRecord]) -> list[tuple[str, str]]:
+    return [(e.type, e.reason) for e in run_events]
 
 
 def test_refused_downgrade_is_announced_once() -> None:

@@ -70,7 +70,7 @@ FULL: dict[str, Any] = {
     "api": {
         "replicas": 4,
         "resources": {"requests": {"cpu": "500m", "memory": "2Gi"}, "limits": {"memory": "4Gi"}},
-        # By field name: DESIGN.md spells it targetCPUUtilizationPercentage, the model's alias
+        # By field name: the API spells it targetCPUUtilizationPercentage, the model's alias
         # is targetCpuUtilizationPercentage (reported); the field name works with either.
         "autoscaling": {
             "minReplicas": 3,

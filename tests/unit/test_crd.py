@@ -318,7 +318,7 @@ def test_every_cel_rule_has_a_message_naming_its_field() -> None:
         assert _field_name(path) in rule["message"], (path, rule["message"])
 
 
-# The rules DESIGN.md's API and the admission brief ask for, by where they sit.
+# The rules the API (docs/design.md) and the admission brief ask for, by where they sit.
 REQUIRED_RULES = {
     "",  # metadata.name
     ".spec.version",

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from retool_operator.core.freshness import freshness
 from retool_operator.core.models import (
     ChangeKind,
     Phase,
@@ -14,7 +15,6 @@ from retool_operator.core.models import (
     UpgradeStatus,
     UpgradeStrategy,
 )
-from retool_operator.reconciler import _freshness
 
 OLD, NEW = "3.196.1-stable", "3.200.0-stable"
 STEADY, ACTIVE = 60.0, 2.0
@@ -63,5 +63,5 @@ READY_OLD = RetoolDeploymentStatus(phase=Phase.READY, current_version=OLD, targe
 def test_freshness(
     status: RetoolDeploymentStatus, version: str, ok: bool, migrating: bool, ttl: float
 ) -> None:
-    got = _freshness(status, STEADY, ACTIVE, spec_version=version, ok=ok, migrating=migrating)
+    got = freshness(status, STEADY, ACTIVE, spec_version=version, ok=ok, migrating=migrating)
     assert got == ttl

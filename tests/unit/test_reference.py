@@ -17,7 +17,7 @@ def test_committed_reference_is_current() -> None:
 
 
 def test_reference_names_every_public_field() -> None:
-    """A sample of DESIGN.md's fields, nested ones included, each with a row."""
+    """A sample of the API's fields (docs/design.md), nested ones included, each with a row."""
     text = render_reference()
     for path in (
         "spec.version",

@@ -1,7 +1,7 @@
 """The upgrade state machine, end to end through a simulated cluster (tests/unit/simulator.py).
 
 Every scenario runs `decide` in a loop against the simulator, which checks the invariants of
-DESIGN.md section 4 after every decision and tick (one jobs-runner pod at most; no pod of a
+docs/design.md §5 after every decision and tick (one jobs-runner pod at most; no pod of a
 version before a jobs-runner of it was Ready; no api while a Recreate upgrade migrates; a Ready
 api throughout a RollingUpdate; plans only on the current or target version; lastTransitionTime
 only moves with the status; steps only forward) and that re-deciding on the status just written

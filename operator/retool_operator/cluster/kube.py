@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
@@ -21,6 +23,7 @@ from typing import Any, cast
 from kubernetes import client, config
 
 from retool_operator.core import models, naming
+from retool_operator.core.builders import CHILD_KINDS
 from retool_operator.core.statemachine import EventRecord
 
 log = logging.getLogger(__name__)
@@ -28,14 +31,37 @@ log = logging.getLogger(__name__)
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
 
-# kind -> (API group class, method suffix) for the children the operator writes.
-_CHILD_APIS: dict[str, tuple[type[Any], str]] = {
-    "Deployment": (client.AppsV1Api, "namespaced_deployment"),
-    "StatefulSet": (client.AppsV1Api, "namespaced_stateful_set"),
-    "Service": (client.CoreV1Api, "namespaced_service"),
-    "PodDisruptionBudget": (client.PolicyV1Api, "namespaced_pod_disruption_budget"),
-    "HorizontalPodAutoscaler": (client.AutoscalingV2Api, "namespaced_horizontal_pod_autoscaler"),
-}
+
+@dataclasses.dataclass(frozen=True)
+class _ChildCalls:
+    """How to patch and delete one kind of child: `patch(name, namespace, body, **options)`."""
+
+    patch: Callable[..., Any]
+    delete: Callable[..., Any]
+
+
+def _child_calls(api: client.ApiClient, api_version: str, kind: str, plural: str) -> _ChildCalls:
+    """The generated client's typed calls for a kind (`apps/v1` StatefulSet ->
+    AppsV1Api.patch_namespaced_stateful_set), or the custom-objects calls for a kind the client
+    does not know (a CRD's, such as Gateway API's HTTPRoute)."""
+    group, _, version = api_version.rpartition("/")
+    prefix = (group or "core").split(".")[0].capitalize()
+    typed = getattr(client, f"{prefix}{version.capitalize()}Api", None)
+    suffix = "namespaced_" + re.sub(r"(?<!^)(?=[A-Z])", "_", kind).lower()
+    if typed is not None and hasattr(typed, f"patch_{suffix}"):
+        instance = typed(api)
+        return _ChildCalls(
+            getattr(instance, f"patch_{suffix}"), getattr(instance, f"delete_{suffix}")
+        )
+    custom = client.CustomObjectsApi(api)
+    return _ChildCalls(
+        patch=lambda name, namespace, body, **options: custom.patch_namespaced_custom_object(
+            group, version, namespace, plural, name, body, **options
+        ),
+        delete=lambda name, namespace, **options: custom.delete_namespaced_custom_object(
+            group, version, namespace, plural, name, **options
+        ),
+    )
 
 
 class ConflictError(Exception):
@@ -55,21 +81,28 @@ def new_api_client(kubeconfig: str | None = None) -> client.ApiClient:
 class Cluster:
     """Thin, synchronous calls; run them off the event loop."""
 
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: client.ApiClient, *, instance: str = naming.FIELD_MANAGER) -> None:
         self.api = api
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
         self.custom = client.CustomObjectsApi(api)
-        self._apis = {kind: (cls(api), suffix) for kind, (cls, suffix) in _CHILD_APIS.items()}
+        self._children = {
+            kind: _child_calls(api, api_version, kind, plural)
+            for api_version, kind, plural in CHILD_KINDS
+        }
+        self.instance = instance  # reportingInstance of our Events
+
+    def close(self) -> None:
+        """Close the client's connection pool."""
+        self.api.close()  # type: ignore[no-untyped-call]
 
     def apply(self, manifest: Mapping[str, Any]) -> str:
         """Server-side apply one child (create or update) as the operator's field manager.
 
         Returns the resourceVersion the API server gave the result.
         """
-        api, suffix = self._apis[manifest["kind"]]
         metadata = manifest["metadata"]
-        response = getattr(api, f"patch_{suffix}")(
+        response = self._children[manifest["kind"]].patch(
             metadata["name"],
             metadata["namespace"],
             manifest,
@@ -82,9 +115,8 @@ class Cluster:
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
         """Delete one child; already gone is fine."""
-        api, suffix = self._apis[kind]
         with _ignore_not_found():
-            _drained(getattr(api, f"delete_{suffix}")(name, namespace, _preload_content=False))
+            _drained(self._children[kind].delete(name, namespace, _preload_content=False))
 
     def scale_deployment(self, namespace: str, name: str, replicas: int) -> str:
         """Set a Deployment's replicas through its scale subresource; its resourceVersion.
@@ -199,7 +231,7 @@ class Cluster:
             "message": event.message[:1024],
             "source": {"component": naming.FIELD_MANAGER},
             "reportingComponent": naming.FIELD_MANAGER,
-            "reportingInstance": os.environ.get("HOSTNAME", naming.FIELD_MANAGER),
+            "reportingInstance": self.instance,
             "firstTimestamp": models.format_time(now),
             "lastTimestamp": models.format_time(now),
             "eventTime": stamp,

@@ -47,13 +47,14 @@ Manifest = dict[str, Any]
 API_PORT = 3000
 JOBS_RUNNER_HEALTH_PORT = 3003
 CODE_EXECUTOR_PORT = 3004
-# Not in DESIGN.md: Retool's Helm chart runs the workflows worker's health check on 3005.
+# Not among Retool's published facts: its Helm chart runs the workflows worker's health check
+# on 3005.
 WORKFLOWS_WORKER_HEALTH_PORT = 3005
 
 HEALTH_PATH = "/api/checkHealth"
 JOBS_RUNNER_HEALTH_PATH = "/api/checkJobsRunnerHealth"
 
-# Secret keys as Retool's Helm chart names them (DESIGN.md section 3).
+# Secret keys as Retool's Helm chart names them (docs/design.md §2).
 LICENSE_KEY_KEY = "license-key"
 ENCRYPTION_KEY_KEY = "encryption-key"
 JWT_SECRET_KEY = "jwt-secret"  # noqa: S105 (the name of a key, not a secret)
@@ -71,16 +72,17 @@ _LIVENESS_PERIOD_SECONDS = 30
 _PRE_STOP_SLEEP_SECONDS = {Component.API: 30}
 _TERMINATION_GRACE_SECONDS = {Component.API: 391, Component.CODE_EXECUTOR: 391}
 
-# Kinds the operator creates, for listing (and pruning) children by label.
-CHILD_KINDS: tuple[tuple[str, str], ...] = (
-    ("apps/v1", "Deployment"),
-    ("apps/v1", "StatefulSet"),
-    ("v1", "Service"),
-    ("v1", "ServiceAccount"),
-    ("policy/v1", "PodDisruptionBudget"),
-    ("autoscaling/v2", "HorizontalPodAutoscaler"),
-    ("networking.k8s.io/v1", "Ingress"),
-    ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+# Every kind of child the operator writes, as (apiVersion, kind, plural): the one list that the
+# watches, the API paths of the writes and the benchmark's request counts all derive from.
+CHILD_KINDS: tuple[tuple[str, str, str], ...] = (
+    ("apps/v1", "Deployment", "deployments"),
+    ("apps/v1", "StatefulSet", "statefulsets"),
+    ("v1", "Service", "services"),
+    ("v1", "ServiceAccount", "serviceaccounts"),
+    ("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
+    ("networking.k8s.io/v1", "Ingress", "ingresses"),
+    ("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes"),
 )
 # Kinds a cluster may lack (a CRD of their own): the operator checks before it writes one.
 OPTIONAL_KINDS = frozenset({"HTTPRoute"})
@@ -106,7 +108,7 @@ class WorkloadPlan:
 
 @dataclass(frozen=True)
 class _Traits:
-    """Per-component facts from DESIGN.md section 2."""
+    """Per-component facts about Retool (docs/design.md §1)."""
 
     service_type: str | None
     port: int

@@ -1,4 +1,4 @@
-"""The RetoolDeployment CustomResourceDefinition, generated from the models (DESIGN.md section 3).
+"""The RetoolDeployment CustomResourceDefinition, generated from the models (docs/design.md §2).
 
 pydantic writes a JSON Schema of the spec and the status; Kubernetes wants a *structural* OpenAPI
 v3 schema: every node typed, no `$ref`, no unions. `structural_schema` converts one into the

@@ -1,4 +1,4 @@
-"""The RetoolDeployment API: pydantic models of the spec and status (DESIGN.md section 3).
+"""The RetoolDeployment API: pydantic models of the spec and status (docs/design.md §2).
 
 These models are the single source of truth: the CRD schema in `crds/` is generated from them
 (`retool_operator.core.crd`), and the operator parses every object it reads through them.
@@ -364,7 +364,7 @@ class AutoscalingSpec(ApiModel):
         default=70,
         ge=1,
         le=100,
-        # DESIGN.md spells it with CPU in capitals; camelCase would give targetCpu...
+        # The API spells it with CPU in capitals; camelCase would give targetCpu...
         alias="targetCPUUtilizationPercentage",
         description="Average CPU utilisation the HPA aims for.",
     )

@@ -1,4 +1,4 @@
-"""Names, labels and owner references of a RetoolDeployment's children (DESIGN.md section 3)."""
+"""Names, labels and owner references of a RetoolDeployment's children (docs/design.md §2)."""
 
 from __future__ import annotations
 

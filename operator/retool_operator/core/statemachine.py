@@ -4,7 +4,7 @@ A pure function. The handlers observe the cluster and the database, call `decide
 status it returns (one patch) and apply the children of its plan; nothing here performs I/O or
 reads the clock, so every path below is unit-tested without a cluster.
 
-The steps, as `status.upgrade.step` records them (DESIGN.md section 4):
+The steps, as `status.upgrade.step` records them (docs/design.md §5):
 
 Install (no recorded version): the jobs-runner alone at spec.version (it migrates the empty
 database); the api and the other services only once it is Ready.
@@ -47,6 +47,8 @@ import dataclasses
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Literal
+
+import pydantic
 
 from retool_operator.core import conditions as cond
 from retool_operator.core import naming
@@ -886,3 +888,33 @@ def decide(inp: Inputs) -> Decision:
         events=p.events,
         requeue_after=requeue,
     )
+
+
+def decide_invalid_spec(
+    status: RetoolDeploymentStatus,
+    error: pydantic.ValidationError,
+    *,
+    generation: int,
+    now: datetime,
+) -> Decision:
+    """A spec the API server let through but the models refuse: say so, touch nothing."""
+    problems = "; ".join(
+        f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+    )[:1000]
+    updated = status.model_copy(
+        update={
+            "observed_generation": generation,
+            "phase": Phase.DEGRADED,
+            "conditions": cond.apply(
+                status.conditions,
+                [
+                    cond.false(cond.READY, Reason.INVALID_SPEC, problems),
+                    cond.false(cond.RECONCILING, Reason.INVALID_SPEC),
+                    cond.true(cond.STALLED, Reason.INVALID_SPEC, problems),
+                ],
+                generation=generation,
+                now=now,
+            ),
+        }
+    )
+    return Decision(status=updated, plan=None)

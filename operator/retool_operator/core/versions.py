@@ -1,4 +1,4 @@
-"""Retool version tags and what a change between two of them implies (DESIGN.md sections 2 and 4).
+"""Retool version tags and what a change between two of them implies (docs/design.md §1).
 
 Retool tags its images `MAJOR.MINOR.PATCH[-suffix]`: `3.196.1-stable`, `3.200.0-edge`, or plain
 `2.115.2` for older releases. The suffix is a release channel, not a semver pre-release, so it
