@@ -9,6 +9,7 @@ runs two pods, and the reconciles after that send no write.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,6 +23,8 @@ from tests.support.production import CA_SECRET, CONFIG_SECRET, PRIORITY_CLASS, p
 from tests.support.waiting import wait_for
 
 NAME = "prod"
+INSTANCE = "app.kubernetes.io/instance"
+COMPONENT = "app.kubernetes.io/component"
 DEADLINE = 90.0
 WORKLOADS = {
     "api": "Deployment",
@@ -35,12 +38,7 @@ WORKLOADS = {
 @pytest.fixture(scope="session")
 def priority_class(kube_api: client.ApiClient) -> str:
     """The PriorityClass the production spec names (cluster-wide, shared by the workers)."""
-    body = {
-        "apiVersion": "scheduling.k8s.io/v1",
-        "kind": "PriorityClass",
-        "metadata": {"name": PRIORITY_CLASS},
-        "value": 1000,
-    }
+    body = client.V1PriorityClass(metadata=client.V1ObjectMeta(name=PRIORITY_CLASS), value=1000)
     try:
         client.SchedulingV1Api(kube_api).create_priority_class(body)
     except client.ApiException as error:
@@ -61,7 +59,8 @@ def production(
     core = client.CoreV1Api(kube_api)
     for secret in (CONFIG_SECRET, CA_SECRET):
         core.create_namespaced_secret(
-            namespace, {"metadata": {"name": secret}, "stringData": {"x": "y"}}
+            namespace,
+            client.V1Secret(metadata=client.V1ObjectMeta(name=secret), string_data={"x": "y"}),
         )
     spec = production_spec()
     retool.create(kube_api, namespace, retool.manifest(NAME, spec["version"], retool_secrets, spec))
@@ -78,15 +77,18 @@ def gateway_api_crds(kubeconfig: str) -> None:
     gateway_api.install(kubeconfig)
 
 
+def _raw(read: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """An object (or list) as the API server sent it, JSON, not the client's typed models."""
+    body: dict[str, Any] = json.loads(read(*args, _preload_content=False, **kwargs).data)
+    return body
+
+
 def _workload(api: client.ApiClient, namespace: str, component: str) -> dict[str, Any]:
     apps = client.AppsV1Api(api)
     name = f"{NAME}-{component}"
     if WORKLOADS[component] == "StatefulSet":
-        body = apps.read_namespaced_stateful_set(name, namespace, _preload_content=False)
-    else:
-        body = apps.read_namespaced_deployment(name, namespace, _preload_content=False)
-    read: dict[str, Any] = json.loads(body.data)
-    return read
+        return _raw(apps.read_namespaced_stateful_set, name, namespace)
+    return _raw(apps.read_namespaced_deployment, name, namespace)
 
 
 def _pod(api: client.ApiClient, namespace: str, component: str) -> dict[str, Any]:
@@ -159,53 +161,61 @@ def test_every_setting_lands_where_it_belongs(
     assert "lifecycle" not in jobs["spec"]["containers"][0]
 
     # The live pods got all of it (what the ReplicaSet and StatefulSet controllers made).
-    live = core.list_namespaced_pod(
-        namespace, label_selector=f"app.kubernetes.io/instance={NAME}"
-    ).items
-    assert {p.metadata.labels["app.kubernetes.io/component"] for p in live} == set(WORKLOADS)
-    assert all(p.spec.service_account_name == NAME for p in live)
-    assert all(p.spec.priority_class_name == PRIORITY_CLASS for p in live)
+    live = _raw(core.list_namespaced_pod, namespace, label_selector=f"{INSTANCE}={NAME}")
+    assert {p["metadata"]["labels"][COMPONENT] for p in live["items"]} == set(WORKLOADS)
+    assert {p["spec"]["serviceAccountName"] for p in live["items"]} == {NAME}
+    assert {p["spec"]["priorityClassName"] for p in live["items"]} == {PRIORITY_CLASS}
 
     # Identity: the ServiceAccount, created and owned.
-    account = core.read_namespaced_service_account(NAME, namespace)
-    assert account.metadata.annotations == spec["serviceAccount"]["annotations"]
-    assert account.automount_service_account_token is False
-    assert account.metadata.owner_references[0].kind == "RetoolDeployment"
+    account = _raw(core.read_namespaced_service_account, NAME, namespace)
+    assert account["metadata"]["annotations"] == spec["serviceAccount"]["annotations"]
+    assert account["automountServiceAccountToken"] is False
+    assert account["metadata"]["ownerReferences"][0]["kind"] == "RetoolDeployment"
 
     # Traffic: the api Service, the jobs-runner's headless Service, the Ingress, the HTTPRoute.
-    service = core.read_namespaced_service(f"{NAME}-api", namespace)
-    assert service.spec.type == "LoadBalancer"
-    assert service.spec.load_balancer_class == "service.k8s.aws/nlb"
-    assert service.spec.load_balancer_source_ranges == ["10.0.0.0/8"]
-    assert service.spec.external_traffic_policy == "Local"
-    assert service.metadata.labels["exposed"] == "internal"
-    assert service.spec.ports[0].port == 443
-    headless = core.read_namespaced_service(f"{NAME}-jobs-runner", namespace)
-    assert headless.spec.cluster_ip == "None"
+    service = _raw(core.read_namespaced_service, f"{NAME}-api", namespace)
+    assert service["metadata"]["labels"]["exposed"] == "internal"
+    assert {k: service["spec"][k] for k in spec["service"] if k in service["spec"]} == {
+        "type": "LoadBalancer",
+        "loadBalancerClass": "service.k8s.aws/nlb",
+        "loadBalancerSourceRanges": ["10.0.0.0/8"],
+        "externalTrafficPolicy": "Local",
+    }
+    assert service["spec"]["ports"][0]["port"] == 443
+    headless = _raw(core.read_namespaced_service, f"{NAME}-jobs-runner", namespace)
+    assert headless["spec"]["clusterIP"] == "None"
     sts = _workload(kube_api, namespace, "jobs-runner")
-    assert sts["spec"]["serviceName"] == headless.metadata.name
-    ingress = client.NetworkingV1Api(kube_api).read_namespaced_ingress(NAME, namespace)
-    assert ingress.spec.ingress_class_name == "nginx"
-    assert [r.host for r in ingress.spec.rules] == spec["ingress"]["hosts"]
-    backend = ingress.spec.rules[0].http.paths[0].backend.service
-    assert (backend.name, backend.port.number) == (f"{NAME}-api", 443)
-    assert ingress.spec.tls[0].secret_name == "retool-tls"
-    route = client.CustomObjectsApi(kube_api).get_namespaced_custom_object(
-        "gateway.networking.k8s.io", "v1", namespace, "httproutes", NAME
-    )
-    assert route["spec"]["parentRefs"][0]["name"] == "public"
-    assert route["spec"]["hostnames"] == ["retool.example.com"]
-    assert route["spec"]["rules"][0]["backendRefs"][0]["name"] == f"{NAME}-api"
+    assert sts["spec"]["serviceName"] == headless["metadata"]["name"]
+    networking = client.NetworkingV1Api(kube_api)
+    ingress = _raw(networking.read_namespaced_ingress, NAME, namespace)["spec"]
+    assert ingress["ingressClassName"] == "nginx"
+    assert [r["host"] for r in ingress["rules"]] == spec["ingress"]["hosts"]
+    backend = ingress["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": f"{NAME}-api", "port": {"number": 443}}
+    assert ingress["tls"] == [{"hosts": ["retool.example.com"], "secretName": "retool-tls"}]
+    custom = client.CustomObjectsApi(kube_api)
+    route = _raw(
+        custom.get_namespaced_custom_object,
+        "gateway.networking.k8s.io",
+        "v1",
+        namespace,
+        "httproutes",
+        NAME,
+    )["spec"]
+    assert route["parentRefs"][0]["name"] == "public"
+    assert route["hostnames"] == ["retool.example.com"]
+    assert route["rules"][0]["backendRefs"][0]["name"] == f"{NAME}-api"
 
     # A PodDisruptionBudget for every component that can run more than one replica.
+    policy = client.PolicyV1Api(kube_api)
     budgets = {
-        p.metadata.name: p
-        for p in client.PolicyV1Api(kube_api).list_namespaced_pod_disruption_budget(namespace).items
+        b["metadata"]["name"]: b["spec"]
+        for b in _raw(policy.list_namespaced_pod_disruption_budget, namespace)["items"]
     }
     assert set(budgets) == {
         f"{NAME}-{c}" for c in ("api", "workflows-backend", "workflows-worker", "code-executor")
     }
-    assert budgets[f"{NAME}-api"].spec.min_available == 2
+    assert budgets[f"{NAME}-api"]["minAvailable"] == 2
 
 
 def test_a_shared_setting_rolls_every_component_with_one_jobs_runner(
@@ -240,7 +250,7 @@ def test_a_shared_setting_rolls_every_component_with_one_jobs_runner(
     assert body["status"].get("upgrade") is None
     assert body["status"].get("history", []) == []
     # Quiet again: nudges cause reconciles but no write.
-    settled = retool.wait_writes_settled(operator)
+    settled = operator.settled_writes()
     reconciles = operator.metric_sum("retool_operator_reconcile_total")
     for n in range(3):
         retool.annotate(kube_api, namespace, NAME, {"example.com/nudge": str(n)})

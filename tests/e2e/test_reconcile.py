@@ -278,7 +278,7 @@ def test_quiet_reconciles_send_no_writes(
     """
     _install(kube_api, namespace, retool_secrets)
     apps = client.AppsV1Api(kube_api)
-    wait_for(lambda: _settled(operator), 30, "the install's last writes to settle")
+    settled = operator.settled_writes()
     status = retool.get(kube_api, namespace, NAME)["status"]
     untouched = _untouched_versions(kube_api, namespace)
     reconciles = operator.metric_sum("retool_operator_reconcile_total")
@@ -294,7 +294,7 @@ def test_quiet_reconciles_send_no_writes(
     )
     assert (
         operator.metric_sum("retool_operator_api_writes_total") == 0
-        or _writes_since_settled(operator) == 0
+        or operator.metric_sum("retool_operator_api_writes_total") - settled == 0
     ), "a reconcile that had nothing to change sent a write"
     operator.restart()
     wait_for(
@@ -318,25 +318,6 @@ def _untouched_versions(api: client.ApiClient, namespace: str) -> dict[str, str]
         "sts": present(present(sts.metadata).resource_version),
         "svc": present(present(service.metadata).resource_version),
     }
-
-
-_SETTLED: dict[int, float] = {}
-
-
-def _settled(operator: OperatorProcess) -> bool:
-    """True once the write count has not moved between two looks 1s apart; remembers it."""
-    import time
-
-    writes = operator.metric_sum("retool_operator_api_writes_total")
-    time.sleep(1.0)  # an observation window: the writes of the install may still be landing
-    if operator.metric_sum("retool_operator_api_writes_total") != writes:
-        return False
-    _SETTLED[id(operator)] = writes
-    return True
-
-
-def _writes_since_settled(operator: OperatorProcess) -> float:
-    return operator.metric_sum("retool_operator_api_writes_total") - _SETTLED[id(operator)]
 
 
 @pytest.mark.usefixtures("operator")

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from tests.support.pgserver import free_port
 from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
+API_WRITES = "retool_operator_api_writes_total"
 
 
 class OperatorProcess:
@@ -99,6 +101,18 @@ class OperatorProcess:
     def metric_sum(self, name: str) -> float:
         """The sum of every sample of one metric (0 when absent)."""
         return prometheus.total(self.metrics(), name)
+
+    def settled_writes(self, timeout: float = 30) -> float:
+        """The operator's API write count once it has stopped moving for a second."""
+
+        def unchanged() -> tuple[float] | None:
+            writes = self.metric_sum(API_WRITES)
+            # An observation window: the last writes of a rollout may still be landing.
+            time.sleep(1.0)
+            return (writes,) if self.metric_sum(API_WRITES) == writes else None
+
+        (settled,) = wait_for(unchanged, timeout, "the operator's writes to settle")
+        return settled
 
     def kill(self) -> None:
         """SIGKILL: no clean-up, as when a node dies."""

@@ -78,6 +78,8 @@ class FakeCluster:
         self.failures: dict[str, list[Exception]] = {}
         # Called (in the calling thread) at the start of each call, by verb: to hold a call.
         self.on_call: dict[str, Any] = {}
+        # Resources (plurals) the fake API server does not serve, as a cluster without a CRD.
+        self.unserved: set[str] = set()
         self.retool_deployment: Body = {
             "apiVersion": API_VERSION,
             "kind": KIND,
@@ -184,6 +186,10 @@ class FakeCluster:
         self._enter("read-secret")
         found = self.secrets.get(name)
         return dict(found) if found is not None else None
+
+    def serves(self, api_version: str, plural: str) -> bool:
+        self._enter("discovery")
+        return plural not in self.unserved
 
     def read_retool_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         self._enter("read")

@@ -59,6 +59,29 @@ def _live(kind: str, name: str, uid: str) -> dict[str, Any]:
         (MINIMAL, ("HorizontalPodAutoscaler", "acme-api"), True),
         (AUTOSCALED, ("HorizontalPodAutoscaler", "acme-api"), False),
         (MINIMAL, ("Deployment", "acme-api"), False),
+        (MINIMAL, ("PodDisruptionBudget", "acme-workflows-worker"), True),
+        (
+            {**MINIMAL, "workflowsWorker": {"podDisruptionBudget": {}}},
+            ("PodDisruptionBudget", "acme-workflows-worker"),
+            False,
+        ),
+        (
+            {**MINIMAL, "workflowsWorker": {}},
+            ("PodDisruptionBudget", "acme-workflows-worker"),
+            True,
+        ),
+        (MINIMAL, ("Ingress", "acme"), True),
+        ({**MINIMAL, "ingress": {}}, ("Ingress", "acme"), False),
+        (MINIMAL, ("HTTPRoute", "acme"), True),
+        ({**MINIMAL, "httpRoute": {"parentRefs": [{"name": "gw"}]}}, ("HTTPRoute", "acme"), False),
+        (MINIMAL, ("ServiceAccount", "acme"), False),
+        ({**MINIMAL, "serviceAccount": {"name": "other"}}, ("ServiceAccount", "acme"), True),
+        ({**MINIMAL, "serviceAccount": {"name": "other"}}, ("ServiceAccount", "other"), False),
+        (
+            {**MINIMAL, "serviceAccount": {"create": False, "name": "acme"}},
+            ("ServiceAccount", "acme"),
+            True,
+        ),
     ],
 )
 def test_children_the_spec_no_longer_asks_for_are_unwanted(

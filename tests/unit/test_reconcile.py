@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
 from kubernetes.client import ApiException
 
 from retool_operator.cluster.kube import ConflictError
+from retool_operator.core import freshness
 from retool_operator.runtime.offload import Offload
 from retool_operator.runtime.reconcile import Reconciler, View
 from tests.unit.fake_cluster import KEY, FakeCluster, reachable_database
@@ -144,10 +146,11 @@ def test_a_child_written_is_not_sent_again_while_the_watch_lags(
         cluster.edit_spec(service={"port": 8080})
         stale = cluster.lagging_view()  # the old Service, whatever we write
         await reconciler.trigger(KEY, stale)
-        assert cluster.writes.count(("apply", "Service")) == 2  # created, then changed
+        # The api's and the jobs-runner's (headless) Services created, then the api's changed.
+        assert cluster.writes.count(("apply", "Service")) == 3
         await reconciler.trigger(KEY, stale)
         await reconciler.trigger(KEY, stale)
-        assert cluster.writes.count(("apply", "Service")) == 2
+        assert cluster.writes.count(("apply", "Service")) == 3
         # Once the watch shows the write, nothing is left to send.
         writes = len(cluster.writes)
         await reconciler.trigger(KEY, cluster.view())
@@ -199,3 +202,50 @@ def test_a_5xx_on_a_child_write_still_posts_the_recorded_steps_events(
     run(scenario)
     assert reasons(cluster).count("UpgradeStarted") == 1
     assert reasons(cluster).count("UpgradeSucceeded") == 1
+
+
+def condition(cluster: FakeCluster, kind: str) -> dict[str, Any] | None:
+    conditions = cluster.retool_deployment["status"].get("conditions") or []
+    return next((c for c in conditions if c["type"] == kind), None)
+
+
+def test_an_http_route_without_the_gateway_api_is_a_condition_and_nothing_else(
+    cluster: FakeCluster, offload: Offload, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """spec.httpRoute in a cluster without Gateway API: everything else runs; a condition says
+    what is missing; installing the CRDs lets the route be written."""
+    cluster.unserved.add("httproutes")
+    cluster.edit_spec(httpRoute={"parentRefs": [{"name": "gateway"}]})
+
+    async def scenario() -> None:
+        reconciler = Reconciler(cluster, reachable_database, offload)
+        await settle(reconciler, cluster)
+        assert phase(cluster) == "Ready"
+        assert ("apply", "HTTPRoute") not in cluster.writes
+        gateway = condition(cluster, "GatewayAPIAvailable")
+        assert gateway is not None
+        assert (gateway["status"], gateway["reason"]) == ("False", "GatewayAPIMissing")
+        assert "install the Gateway API CRDs" in gateway["message"]
+        # Ready and Stalled are about Retool: it runs.
+        assert (condition(cluster, "Ready") or {}).get("status") == "True"
+        assert (condition(cluster, "Stalled") or {}).get("status") == "False"
+        # Discovery is asked once, not at every reconcile.
+        asked = cluster.calls["discovery"]
+        await settle(reconciler, cluster)
+        assert cluster.calls["discovery"] == asked
+        # The CRDs arrive (and the cached answer expires): the route is written.
+        cluster.unserved.clear()
+        monkeypatch.setattr(freshness, "DISCOVERY_TTL_SECONDS", 0.0)
+        cluster.edit_spec(httpRoute={"parentRefs": [{"name": "gateway"}], "hostnames": ["a.b"]})
+        await settle(reconciler, cluster)
+        assert ("apply", "HTTPRoute") in cluster.writes
+        gateway = condition(cluster, "GatewayAPIAvailable")
+        assert gateway is not None
+        assert (gateway["status"], gateway["reason"]) == ("True", "HTTPRouteServed")
+        # Dropping spec.httpRoute drops the condition and the route.
+        cluster.edit_spec(httpRoute=None)
+        await settle(reconciler, cluster)
+        assert condition(cluster, "GatewayAPIAvailable") is None
+        assert ("delete", "HTTPRoute") in cluster.writes
+
+    run(scenario)

@@ -113,6 +113,24 @@ class Cluster:
         )
         return str(json.loads(_drained(response))["metadata"]["resourceVersion"])
 
+    def serves(self, api_version: str, plural: str) -> bool:
+        """Whether the API server serves `plural` in `api_version` (its discovery document)."""
+        try:
+            response = self.api.call_api(
+                f"/apis/{api_version}",
+                "GET",
+                response_type="object",
+                _return_http_data_only=True,
+                _preload_content=False,
+                _request_timeout=10,
+            )
+        except client.ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        resources = json.loads(_drained(response)).get("resources") or []
+        return any(r.get("name") == plural for r in resources)
+
     def delete(self, kind: str, namespace: str, name: str) -> None:
         """Delete one child; already gone is fine."""
         with _ignore_not_found():

@@ -616,7 +616,7 @@ def build_service_account(
 ) -> Manifest:
     """The ServiceAccount the pods run as, when spec.serviceAccount.create (the default).
 
-    All components share it; it carries the labels of `component`, the first one planned.
+    All components share it; it carries the labels of `component`.
     """
     account = spec.service_account
     metadata = _metadata(
@@ -795,8 +795,10 @@ def desired_children(
     """
     children: list[Manifest] = []
     if plan and spec.service_account.create:
-        first = next(c for c in Component if c in plan)
-        children.append(build_service_account(owner, spec, first, plan[first].version))
+        # Labelled as the jobs-runner, which every plan has from the first step of an install:
+        # so its labels do not change as the other components join.
+        labelled = next(c for c in (Component.JOBS_RUNNER, *Component) if c in plan)
+        children.append(build_service_account(owner, spec, labelled, plan[labelled].version))
     for component in Component:
         if component not in plan:
             continue

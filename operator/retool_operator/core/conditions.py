@@ -19,7 +19,11 @@ READY = "Ready"
 RECONCILING = "Reconciling"
 STALLED = "Stalled"
 DATABASE_REACHABLE = "DatabaseReachable"
-CONDITION_TYPES = (READY, RECONCILING, STALLED, DATABASE_REACHABLE)
+# Only while spec.httpRoute is set: whether the cluster serves Gateway API's HTTPRoute.
+GATEWAY_API = "GatewayAPIAvailable"
+CONDITION_TYPES = (READY, RECONCILING, STALLED, DATABASE_REACHABLE, GATEWAY_API)
+# Ours, but present only while the spec asks for what they report on: dropped when not wanted.
+_OPTIONAL_TYPES = frozenset({GATEWAY_API})
 
 
 class Reason(StrEnum):
@@ -46,6 +50,9 @@ class Reason(StrEnum):
     # DatabaseReachable
     CONNECTED = "Connected"
     NOT_PROBED = "NotProbed"
+    # GatewayAPIAvailable
+    GATEWAY_API_SERVED = "HTTPRouteServed"
+    GATEWAY_API_MISSING = "GatewayAPIMissing"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +106,7 @@ def apply(
             last_transition_time=now if changed or before is None else before.last_transition_time,
         )
     ours = [merged[t] for t in CONDITION_TYPES if t in merged]
-    others = [c for c in recorded if c.type not in merged]
+    others = [c for c in recorded if c.type not in merged and c.type not in _OPTIONAL_TYPES]
     return ours + others
 
 

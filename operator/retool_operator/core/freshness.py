@@ -18,6 +18,9 @@ PROBE_TTL_ACTIVE_SECONDS = 2.0
 PROBE_TTL_STEADY_SECONDS = 60.0
 SECRETS_TTL_ACTIVE_SECONDS = 2.0
 SECRETS_TTL_STEADY_SECONDS = 30.0
+# Whether the cluster serves a CRD's kind (the Gateway API's HTTPRoute): asked again this often,
+# so installing the CRDs is noticed within a resync of the RetoolDeployments that want one.
+DISCOVERY_TTL_SECONDS = 30.0
 
 
 def freshness(

@@ -89,6 +89,8 @@ class Snapshot:
     missing_secrets: tuple[
         str, ...
     ] = ()  # e.g. "Secret retool-secrets", "key password in Secret db"
+    # Kinds of child the spec asks for that the cluster does not serve (a CRD not installed).
+    absent_kinds: frozenset[str] = frozenset()
 
     def workload(self, component: Component) -> WorkloadObservation | None:
         """The component's workload, or None when it does not exist."""

@@ -92,7 +92,10 @@ def read_workload(body: Body, pods: Iterable[PodObservation]) -> WorkloadObserva
 
 
 def snapshot(
-    workloads: Iterable[Body], pods: Iterable[Body], missing_secrets: Iterable[str] = ()
+    workloads: Iterable[Body],
+    pods: Iterable[Body],
+    missing_secrets: Iterable[str] = (),
+    absent_kinds: frozenset[str] = frozenset(),
 ) -> Snapshot:
     """One RetoolDeployment's snapshot from its workloads and pods (as watched)."""
     pods_by_component: dict[Component, list[PodObservation]] = {}
@@ -105,7 +108,9 @@ def snapshot(
         component = component_of(workload)
         if component is not None and workload.get("kind") in WORKLOAD_KINDS:
             observed[component] = read_workload(workload, pods_by_component.get(component, ()))
-    return Snapshot(workloads=observed, missing_secrets=tuple(missing_secrets))
+    return Snapshot(
+        workloads=observed, missing_secrets=tuple(missing_secrets), absent_kinds=absent_kinds
+    )
 
 
 # --- desired is a subset of live ---------------------------------------------------------------

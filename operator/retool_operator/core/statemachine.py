@@ -774,7 +774,24 @@ def _conditions(inp: Inputs, p: _Progress, healthy: bool) -> list[ConditionState
     database = _database_condition(inp)
     if database is not None:
         states.append(database)
+    if inp.spec.http_route is not None:
+        states.append(_gateway_api_condition(inp))
     return states
+
+
+def _gateway_api_condition(inp: Inputs) -> ConditionState:
+    """Whether the HTTPRoute spec.httpRoute asks for can exist: the Gateway API's CRDs."""
+    if "HTTPRoute" in inp.observed.absent_kinds:
+        return cond.false(
+            cond.GATEWAY_API,
+            Reason.GATEWAY_API_MISSING,
+            "spec.httpRoute is set, but the cluster serves no HTTPRoute "
+            "(gateway.networking.k8s.io/v1): install the Gateway API CRDs, or remove "
+            "spec.httpRoute; everything else runs without it",
+        )
+    return cond.true(
+        cond.GATEWAY_API, Reason.GATEWAY_API_SERVED, f"HTTPRoute {inp.name} is written"
+    )
 
 
 def component_status(

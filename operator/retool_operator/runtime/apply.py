@@ -13,6 +13,7 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from retool_operator import metrics
@@ -104,13 +105,31 @@ class Writer:
     # --- the children ----------------------------------------------------------------------
 
     async def converge(
-        self, key: Key, body: Body, spec: RetoolDeploymentSpec, decision: Decision, live: list[Body]
+        self,
+        key: Key,
+        body: Body,
+        spec: RetoolDeploymentSpec,
+        decision: Decision,
+        live: list[Body],
+        *,
+        absent_kinds: frozenset[str] = frozenset(),
     ) -> None:
-        """Apply each planned child that live does not already match; remove unwanted ones."""
-        await self._offload(self._converge, key, body, spec, decision, live)
+        """Apply each planned child that live does not already match; remove unwanted ones.
+
+        Children of a kind the cluster does not serve (ABSENT_KINDS) are not sent.
+        """
+        converge = partial(self._converge, absent_kinds=absent_kinds)
+        await self._offload(converge, key, body, spec, decision, live)
 
     def _converge(
-        self, key: Key, body: Body, spec: RetoolDeploymentSpec, decision: Decision, live: list[Body]
+        self,
+        key: Key,
+        body: Body,
+        spec: RetoolDeploymentSpec,
+        decision: Decision,
+        live: list[Body],
+        *,
+        absent_kinds: frozenset[str],
     ) -> None:
         assert decision.plan is not None
         namespace, name = key
@@ -120,7 +139,7 @@ class Writer:
         )
         by_key = {(c["kind"], c["metadata"]["name"]): c for c in live}
         applied = self._written.setdefault(key, _Written()).applied
-        planned = children.planned_children(owner, spec, decision.plan)
+        planned = children.planned_children(owner, spec, decision.plan, absent_kinds)
         for manifest in planned.manifests:
             child = (manifest["kind"], manifest["metadata"]["name"])
             current = by_key.get(child)

@@ -25,6 +25,12 @@ from retool_operator.runtime.ports import Body, Key, KubeApi, Prober
 
 log = logging.getLogger("retool_operator")
 
+
+def _asks_for(spec: RetoolDeploymentSpec, kind: str) -> bool:
+    """Whether the spec wants a child of this optional kind."""
+    return kind == "HTTPRoute" and spec.http_route is not None
+
+
 STATUS_FIELDS = frozenset(
     field.alias or name for name, field in RetoolDeploymentStatus.model_fields.items()
 )
@@ -68,6 +74,8 @@ class Observer:
         self._probe = probe
         self._offload = offload
         self._caches: dict[Key, _Cache] = {}
+        # kind -> (when asked, served): discovery is cluster-wide, so one answer for all.
+        self._served: dict[str, tuple[float, bool]] = {}
 
     def forget(self, key: Key) -> None:
         """The RetoolDeployment is gone: drop what was cached for it."""
@@ -86,12 +94,32 @@ class Observer:
         cache.parsed = (version, spec, status)
         return spec, status
 
+    async def absent_kinds(self, spec: RetoolDeploymentSpec) -> frozenset[str]:
+        """Kinds of child the spec asks for that the cluster does not serve (discovery, cached).
+
+        Only kinds that a cluster may lack are asked about, and only when the spec wants one.
+        """
+        wanted = [
+            (api_version, kind, plural)
+            for api_version, kind, plural in builders.CHILD_KINDS
+            if kind in builders.OPTIONAL_KINDS and _asks_for(spec, kind)
+        ]
+        absent = set()
+        for api_version, kind, plural in wanted:
+            known = self._served.get(kind)
+            if known is None or time.monotonic() - known[0] >= freshness.DISCOVERY_TTL_SECONDS:
+                served = await self._offload(self._cluster.serves, api_version, plural)
+                known = self._served[kind] = (time.monotonic(), served)
+            if not known[1]:
+                absent.add(kind)
+        return frozenset(absent)
+
     async def secrets(
         self, key: Key, spec: RetoolDeploymentSpec, status: RetoolDeploymentStatus
     ) -> Secrets:
         """The referenced Secrets, read again unless the last read is fresh enough."""
         cache = self._caches.setdefault(key, _Cache())
-        refs = (spec.secret_ref, spec.database.password_secret_ref)
+        refs = tuple(builders.required_secrets(spec))
         if cache.secrets is not None:
             read_at, known_refs, known = cache.secrets
             ttl = freshness.secrets_ttl(
@@ -104,15 +132,18 @@ class Observer:
         return secrets
 
     def _read_secrets(self, namespace: str, spec: RetoolDeploymentSpec) -> Secrets:
+        """Which of the Secrets (and keys) the pods need are missing; the database password."""
         missing: list[str] = []
         read: dict[str, dict[str, str] | None] = {}
 
-        def lookup(name: str, key: str) -> str | None:
+        def lookup(name: str, key: str | None) -> str | None:
             if name not in read:
                 read[name] = self._cluster.read_secret(namespace, name)
             data = read[name]
             if data is None:
                 entry = f"Secret {name}"
+            elif key is None:
+                return ""
             elif key not in data:
                 entry = f"key {key} in Secret {name}"
             else:
@@ -121,10 +152,10 @@ class Observer:
                 missing.append(entry)
             return None
 
-        ref = spec.database.password_secret_ref
-        password = lookup(ref.name, ref.key)
-        for key in (builders.LICENSE_KEY_KEY, builders.ENCRYPTION_KEY_KEY):
-            lookup(spec.secret_ref.name, key)
+        (password_name, password_key), *others = builders.required_secrets(spec)
+        password = lookup(password_name, password_key)
+        for name, key in others:
+            lookup(name, key)
         return Secrets(missing=tuple(missing), database_password=password)
 
     async def database(

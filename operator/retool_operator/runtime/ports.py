@@ -36,6 +36,9 @@ class KubeApi(Protocol):
     def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
         """A Secret's decoded data, or None when it does not exist."""
 
+    def serves(self, api_version: str, plural: str) -> bool:
+        """Whether the API server serves that resource (discovery): a CRD's may be absent."""
+
     def read_retool_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The RetoolDeployment as the API server has it now."""
 

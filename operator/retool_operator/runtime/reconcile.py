@@ -116,7 +116,8 @@ class Reconciler:
             return
         secrets = await self.observer.secrets(key, spec, status)
         live = view.children(key)
-        observed = reading.snapshot(live, view.pods(key), secrets.missing)
+        absent = await self.observer.absent_kinds(spec)
+        observed = reading.snapshot(live, view.pods(key), secrets.missing, absent)
         database = await self.observer.database(
             key, spec, status, secrets.database_password, datetime.now(UTC)
         )
@@ -140,7 +141,7 @@ class Reconciler:
         if intent:
             await self._record(key, body, status, decision, now)
         if decision.plan is not None:
-            await self.writer.converge(key, body, spec, decision, live)
+            await self.writer.converge(key, body, spec, decision, live, absent_kinds=absent)
         if not intent:
             await self._record(key, body, status, decision, now)
         wait = decision.requeue_after if decision.requeue_after is not None else RESYNC_SECONDS
