@@ -115,14 +115,10 @@ class Cluster:
 
     def serves(self, api_version: str, plural: str) -> bool:
         """Whether the API server serves `plural` in `api_version` (its discovery document)."""
+        group, _, version = api_version.rpartition("/")
         try:
-            response = self.api.call_api(
-                f"/apis/{api_version}",
-                "GET",
-                response_type="object",
-                _return_http_data_only=True,
-                _preload_content=False,
-                _request_timeout=10,
+            response = self.custom.get_api_resources(
+                group, version, _preload_content=False, _request_timeout=10
             )
         except client.ApiException as error:
             if error.status == 404:
