@@ -79,6 +79,7 @@ def test_minimal_object_is_stored_with_its_defaults(
         "api": {"replicas": 2},
         "jobsRunner": {"replicas": 1},
         "service": {"type": "ClusterIP", "port": 80},
+        "serviceAccount": {"create": True, "automountToken": False},
         "upgrade": {
             "strategy": "Recreate",
             "migrationTimeout": "30m",

@@ -25,7 +25,9 @@ from tests.support.waiting import wait_for
 NAME = "prod"
 INSTANCE = "app.kubernetes.io/instance"
 COMPONENT = "app.kubernetes.io/component"
-DEADLINE = 90.0
+POOL = "retool.example.com/pool"
+# Five components, eleven pods with init containers and sidecars, on a shared machine.
+DEADLINE = 180.0
 WORKLOADS = {
     "api": "Deployment",
     "jobs-runner": "StatefulSet",
@@ -54,8 +56,11 @@ def production(
     retool_secrets: PostgresServer,
     priority_class: str,
     gateway_api_crds: None,
+    labelled_nodes: None,
+    operator: OperatorProcess,
 ) -> dict[str, Any]:
-    """The production RetoolDeployment, Ready, with the Secrets its settings name."""
+    """The production RetoolDeployment, Ready (under the test's operator), with the Secrets its
+    settings name."""
     core = client.CoreV1Api(kube_api)
     for secret in (CONFIG_SECRET, CA_SECRET):
         core.create_namespaced_secret(
@@ -77,6 +82,12 @@ def gateway_api_crds(kubeconfig: str) -> None:
     gateway_api.install(kubeconfig)
 
 
+@pytest.fixture(scope="session")
+def labelled_nodes(kubeconfig: str) -> None:
+    """The node labels the production spec selects (kwok's nodes are amd64 already)."""
+    retool.kubectl(kubeconfig, "label", "nodes", "--all", "--overwrite", f"{POOL}=jobs")
+
+
 def _raw(read: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
     """An object (or list) as the API server sent it, JSON, not the client's typed models."""
     body: dict[str, Any] = json.loads(read(*args, _preload_content=False, **kwargs).data)
@@ -96,7 +107,6 @@ def _pod(api: client.ApiClient, namespace: str, component: str) -> dict[str, Any
     return template
 
 
-@pytest.mark.usefixtures("operator")
 def test_every_setting_lands_where_it_belongs(
     kube_api: client.ApiClient, namespace: str, production: dict[str, Any]
 ) -> None:
@@ -259,4 +269,6 @@ def test_a_shared_setting_rolls_every_component_with_one_jobs_runner(
         30,
         "the nudges to cause reconciles",
     )
-    assert operator.metric_sum("retool_operator_api_writes_total") == settled
+    assert operator.metric_sum("retool_operator_api_writes_total") == settled, (
+        f"a reconcile with nothing to change wrote:\n{operator.log_tail()}"
+    )

@@ -380,6 +380,9 @@ def cost_problems(node: Schema, path: str = "", *, repeated: bool = False) -> It
             yield f"{path}{{}}: value read by a rule without maxLength"
     if "items" in node and (ruled or any(cel_rules(node["items"]))) and "maxItems" not in node:
         yield f"{path}: list without maxItems"
+    items = node.get("items") or {}
+    if ruled and items.get("type") == "string" and "maxLength" not in items:
+        yield f"{path}[]: string read by the list's rule without maxLength"
     for name, child in node.get("properties", {}).items():
         yield from cost_problems(child, f"{path}.{name}", repeated=repeated)
     if "items" in node:

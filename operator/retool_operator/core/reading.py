@@ -229,9 +229,14 @@ def _metadata(body: Body) -> dict[str, Any]:
     return {key: metadata[key] for key in _KEPT_METADATA if key in metadata}
 
 
+# Top-level fields a child manifest may set and the comparison must see (a ServiceAccount's
+# automountServiceAccountToken sits beside metadata, not under a spec).
+_KEPT_FIELDS = ("apiVersion", "kind", "spec", "status", "automountServiceAccountToken")
+
+
 def compact_object(body: Body) -> dict[str, Any]:
     """A RetoolDeployment or child as kept in memory: without managedFields and other bulk."""
-    kept = {key: body[key] for key in ("apiVersion", "kind", "spec", "status") if key in body}
+    kept = {key: body[key] for key in _KEPT_FIELDS if key in body}
     kept["metadata"] = _metadata(body)
     return kept
 
