@@ -37,7 +37,7 @@ WORKLOADS = {
 }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def priority_class(kube_api: client.ApiClient) -> str:
     """The PriorityClass the production spec names (cluster-wide, shared by the workers)."""
     body = client.V1PriorityClass(metadata=client.V1ObjectMeta(name=PRIORITY_CLASS), value=1000)
@@ -54,13 +54,11 @@ def production(
     kube_api: client.ApiClient,
     namespace: str,
     retool_secrets: PostgresServer,
-    priority_class: str,
-    gateway_api_crds: None,
-    labelled_nodes: None,
     operator: OperatorProcess,
 ) -> dict[str, Any]:
     """The production RetoolDeployment, Ready (under the test's operator), with the Secrets its
-    settings name."""
+    settings name; the module's autouse fixtures give it its PriorityClass, node labels and the
+    Gateway API."""
     core = client.CoreV1Api(kube_api)
     for secret in (CONFIG_SECRET, CA_SECRET):
         core.create_namespaced_secret(
@@ -77,12 +75,12 @@ def production(
     return ready
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def gateway_api_crds(kubeconfig: str) -> None:
     gateway_api.install(kubeconfig)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def labelled_nodes(kubeconfig: str) -> None:
     """The node labels the production spec selects (kwok's nodes are amd64 already)."""
     retool.kubectl(kubeconfig, "label", "nodes", "--all", "--overwrite", f"{POOL}=jobs")
