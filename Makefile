@@ -25,14 +25,27 @@ endif
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-$(BIN)/.installed: pyproject.toml
+# Dependencies come from the lock (exact versions, hashes checked); the project itself is
+# installed on top without resolving anything. `make lock` updates the lock from pyproject.toml.
+LOCK_DEV := requirements/dev.lock
+LOCK_RUNTIME := requirements/runtime.lock
+UV_COMPILE = $(BIN)/uv pip compile pyproject.toml requirements/build.in --universal \
+	--python-version 3.11 --generate-hashes --quiet
+
+$(BIN)/.installed: pyproject.toml $(LOCK_DEV)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK_DEV)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $@
 
 .PHONY: venv
-venv: $(BIN)/.installed ## Create the virtualenv and install the project with its dev tools
+venv: $(BIN)/.installed ## Create the virtualenv from the lock and install the project with its dev tools
+
+.PHONY: lock
+lock: venv ## Re-resolve requirements/*.lock from pyproject.toml (newest allowed versions, with hashes)
+	$(UV_COMPILE) --upgrade -o $(LOCK_RUNTIME)
+	$(UV_COMPILE) --upgrade --extra dev -o $(LOCK_DEV)
 
 .PHONY: binaries
 binaries: ## Build (once, cached outside the repo) the control-plane binaries from the Go module proxy
