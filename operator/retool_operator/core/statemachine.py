@@ -734,17 +734,21 @@ def _database_condition(inp: Inputs) -> ConditionState | None:
     return cond.false(cond.DATABASE_REACHABLE, Reason.DATABASE_UNREACHABLE, probe.error or "")
 
 
+_PAUSED_PENDING = "spec.paused is true: children are left as they are, a change is pending"
+
+
 def _conditions(inp: Inputs, p: _Progress, healthy: bool) -> list[ConditionState]:
+    # Paused and healthy on spec.version reads healthy (kstatus Current, Ready=True); paused with
+    # a change pending reads in progress (Reconciling=True, reason Paused) until it is resumed.
     if healthy:
+        suffix = " (paused)" if inp.spec.paused else ""
         ready = cond.true(
-            cond.READY, Reason.ALL_COMPONENTS_READY, f"Retool {inp.spec.version} is Ready"
+            cond.READY, Reason.ALL_COMPONENTS_READY, f"Retool {inp.spec.version} is Ready{suffix}"
         )
     elif p.blocker is not None:
         ready = cond.false(cond.READY, p.blocker.reason, p.blocker.message)
     elif inp.spec.paused:
-        ready = cond.false(
-            cond.READY, Reason.PAUSED, "spec.paused is true: children are left as they are"
-        )
+        ready = cond.false(cond.READY, Reason.PAUSED, _PAUSED_PENDING)
     elif p.upgrade is not None:
         reason = Reason.ROLLING_BACK if p.upgrade.step is Step.ROLLING_BACK else Reason.UPGRADING
         ready = cond.false(cond.READY, reason, f"{_summary(p.upgrade)}: {p.upgrade.step.value}")
@@ -757,9 +761,11 @@ def _conditions(inp: Inputs, p: _Progress, healthy: bool) -> list[ConditionState
         reconciling = cond.false(cond.RECONCILING, p.blocker.reason, "waiting for a person to act")
     else:
         stalled = cond.false(cond.STALLED, Reason.NOT_STALLED)
-        if healthy or inp.spec.paused:
+        if healthy:
             reason = Reason.PAUSED if inp.spec.paused else Reason.RECONCILED
             reconciling = cond.false(cond.RECONCILING, reason)
+        elif inp.spec.paused:
+            reconciling = cond.true(cond.RECONCILING, Reason.PAUSED, _PAUSED_PENDING)
         elif p.upgrade is not None:
             reconciling = cond.true(cond.RECONCILING, p.upgrade.step.value, p.waiting)
         elif p.current_version is None:
@@ -809,8 +815,7 @@ def _api_selector(name: str) -> str:
 
 def _status(inp: Inputs, p: _Progress) -> RetoolDeploymentStatus:
     healthy = (
-        not inp.spec.paused
-        and p.blocker is None
+        p.blocker is None
         and p.upgrade is None
         and p.current_version == inp.spec.version
         and not _unhealthy(
