@@ -51,6 +51,10 @@ lock: venv ## Re-resolve requirements/*.lock from pyproject.toml (newest allowed
 binaries: ## Build (once, cached outside the repo) the control-plane binaries from the Go module proxy
 	bash hack/build-binaries.sh all
 
+.PHONY: tools
+tools: ## Build (once, cached) helm, kube-score, and the kstatus and Argo CD Lua runners (hack/tools/)
+	bash hack/build-binaries.sh tools
+
 .PHONY: cluster-up
 cluster-up: ## Start the local control plane (kube-apiserver, etcd, ... run by kwokctl); idempotent
 	bash hack/cluster.sh up
@@ -77,19 +81,20 @@ docs: venv ## Regenerate docs/crd-reference.md from the models
 	$(BIN)/python -m retool_operator.core.reference > docs/crd-reference.md
 
 .PHONY: lint
-lint: venv ## ruff, formatting, mypy --strict, import-linter contracts
+lint: venv tools binaries ## ruff, formatting, mypy --strict, import-linter contracts, hadolint, kube-score
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
+	bash hack/kube-score.sh
 
 .PHONY: unit
-unit: venv ## Unit tests of the pure core (no cluster, seconds)
+unit: venv tools ## Unit tests (no cluster; the Argo CD check runs in gopher-lua, the chart in helm)
 	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
 
 .PHONY: e2e
-e2e: venv cluster-up ## End-to-end tests against the local control plane and a real PostgreSQL
+e2e: venv tools cluster-up ## End-to-end tests against the local control plane and a real PostgreSQL
 	$(BIN)/pytest tests/e2e -q -n $(E2E_WORKERS) --basetemp=$(LOCAL)/pytest-e2e $(PYTEST_ARGS)
 
 .PHONY: test

@@ -43,6 +43,7 @@ def test_apply_k_deploy_succeeds(deployed: str, kube_api: client.ApiClient) -> N
         "clusterrolebinding.rbac.authorization.k8s.io/retool-operator",
         "deployment.apps/retool-operator",
         "service/retool-operator-metrics",
+        "poddisruptionbudget.policy/retool-operator",
     ):
         assert kind_name in deployed
     deployment = client.AppsV1Api(kube_api).read_namespaced_deployment(
@@ -60,7 +61,10 @@ def test_apply_k_deploy_succeeds(deployed: str, kube_api: client.ApiClient) -> N
     assert container.resources.requests
     assert container.resources.limits
     assert container.liveness_probe.http_get.path == "/healthz"
-    assert container.readiness_probe.http_get.path == "/healthz"
+    assert container.readiness_probe.http_get.path == "/readyz"
+    assert container.readiness_probe.http_get.port == "metrics"
+    assert container.resources.requests["ephemeral-storage"]
+    assert container.resources.limits["ephemeral-storage"]
 
 
 def test_namespaced_variant_renders(kubeconfig: str) -> None:

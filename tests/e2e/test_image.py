@@ -81,6 +81,9 @@ def test_dockerfile_install_steps_give_a_working_entry_point(
     )
     try:
         wait_for(lambda: _answers(f"http://127.0.0.1:{health}/healthz"), 60, "/healthz")
+        # Readiness is its own endpoint, on the port the metrics Service routes to.
+        ready = wait_for(lambda: _answers(f"http://127.0.0.1:{metrics}/readyz"), 60, "/readyz")
+        assert ready == "ok\n"
         assert "retool_operator_reconcile_total" in (
             _answers(f"http://127.0.0.1:{metrics}/metrics") or ""
         )
