@@ -12,6 +12,7 @@ import (
 	"os"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 )
 
@@ -28,8 +29,9 @@ func main() {
 		fmt.Fprintln(os.Stderr, "kstatus: reading stdin:", err)
 		os.Exit(2)
 	}
+	// As the API machinery decodes objects: whole numbers as int64 (generation, observedGeneration).
 	var obj map[string]interface{}
-	if err := json.Unmarshal(data, &obj); err != nil {
+	if err := utiljson.Unmarshal(data, &obj); err != nil {
 		fmt.Fprintln(os.Stderr, "kstatus: stdin is not a JSON object:", err)
 		os.Exit(2)
 	}
