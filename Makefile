@@ -73,21 +73,22 @@ postgres-down: venv ## Stop the local PostgreSQL server
 	$(BIN)/python -m tests.support.pgserver down $(PGDATA_DIR)
 
 .PHONY: crds
-crds: venv ## Regenerate crds/ from the models
+crds: venv ## Regenerate crds/ (and the chart's copy) from the models
 	$(BIN)/retool-operator crds > crds/retooldeployments.yaml
+	cp crds/retooldeployments.yaml charts/retool-operator/crds/retooldeployments.yaml
 
 .PHONY: docs
 docs: venv ## Regenerate docs/crd-reference.md from the models
 	$(BIN)/python -m retool_operator.core.reference > docs/crd-reference.md
 
 .PHONY: lint
-lint: venv tools binaries ## ruff, formatting, mypy --strict, import-linter contracts, hadolint, kube-score
+lint: venv tools binaries ## ruff, formatting, mypy --strict, import-linter contracts, hadolint, helm lint, kube-score
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
-	bash hack/kube-score.sh
+	bash hack/lint-manifests.sh
 
 .PHONY: unit
 unit: venv tools ## Unit tests (no cluster; the Argo CD check runs in gopher-lua, the chart in helm)
