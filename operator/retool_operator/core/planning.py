@@ -16,9 +16,15 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from retool_operator.core import builders, statemachine
 from retool_operator.core import conditions as cond
-from retool_operator.core import statemachine
-from retool_operator.core.models import ChangeKind, Component, Step, UpgradeStrategy
+from retool_operator.core.models import (
+    ALLOW_DOWNGRADE_ANNOTATION,
+    ChangeKind,
+    Component,
+    Step,
+    UpgradeStrategy,
+)
 from retool_operator.core.statemachine import Inputs, decide
 from retool_operator.core.versions import classify, parse
 
@@ -103,9 +109,11 @@ def _describe(
         return f"scale to 0 on {old}: {_components(stops)}; wait until their pods are gone"
     if step is Step.MIGRATING_DATABASE:
         if kind is ChangeKind.PATCH:
-            detail = f"a patch: no migrations expected; {', '.join(others)} keep serving on {old}"
+            detail = (
+                f"a patch: no migrations expected; {', '.join(others)} serve on {old} meanwhile"
+            )
         elif upgrade.strategy is UpgradeStrategy.ROLLING_UPDATE:
-            detail = f"RollingUpdate: {', '.join(others)} keep serving on {old} meanwhile"
+            detail = f"RollingUpdate: {', '.join(others)} serve on {old} meanwhile"
         else:
             detail = "the database migrates while nothing else runs"
         return (
@@ -176,6 +184,26 @@ def _verdict(inp: Inputs, bumped: Inputs, running: str | None) -> str:
     return "start, then wait in Preflight: " + (reconciling.message if reconciling else "")
 
 
+def _passed(inp: Inputs, running: str | None) -> dict[str, str]:
+    """What each passing check found (never a Secret's value: names and keys only)."""
+    probe = inp.database
+    database = f"reachable, PostgreSQL {probe.server_version}" if probe else ""
+    ref = inp.spec.database.password_secret_ref
+    secrets = (
+        f"present: {ref.name} ({ref.key}), {inp.spec.secret_ref.name} "
+        f"({builders.LICENSE_KEY_KEY}, {builders.ENCRYPTION_KEY_KEY})"
+    )
+    if running is None or running == inp.spec.version:
+        downgrade = "no change of version"
+    elif not classify(running, inp.spec.version).downgrade:
+        downgrade = "not a downgrade"
+    elif classify(running, inp.spec.version).refused_downgrade:
+        downgrade = f"a downgrade, allowed by annotation {ALLOW_DOWNGRADE_ANNOTATION}"
+    else:
+        downgrade = "a patch downgrade: allowed"
+    return {"database": database, "secrets": secrets, "downgrade": downgrade}
+
+
 def plan(inp: Inputs, version: str) -> UpgradePlan:
     """What setting spec.version to VERSION would do now (ValueError for an invalid tag)."""
     parse(version)
@@ -183,10 +211,17 @@ def plan(inp: Inputs, version: str) -> UpgradePlan:
     spec = inp.spec.model_copy(update={"version": version, "paused": False})
     bumped = dataclasses.replace(inp, spec=spec, status=inp.status)
     findings = statemachine.preflight_findings(bumped)
+    passed = _passed(bumped, running)
     checks = tuple(
-        Check(name, found is None, found[0].value if found else "", found[1] if found else "ok")
+        Check(
+            name,
+            found is None,
+            found[0].value if found else "",
+            found[1] if found else passed[name],
+        )
         for name, found in findings.items()
     )
+    checks += (Check("path", True, "", ONE_HOP_NOTE),)
     path = tuple(_hop(bumped, hop) for hop in upgrade_path(running, version)) if running else ()
     kind = path[0].kind if path else "Install"
     verdict = _verdict(inp, bumped, running)
