@@ -171,18 +171,7 @@ def test_helm_install_for_real(
             account = f"system:serviceaccount:{namespace}:retool-operator"
 
             def can(verb: str, resource: str) -> str:
-                return retool.kubectl(
-                    kubeconfig,
-                    "auth",
-                    "can-i",
-                    verb,
-                    resource,
-                    "-n",
-                    namespace,
-                    "--as",
-                    account,
-                    check=False,
-                ).stdout.strip()
+                return retool.can_i(kubeconfig, account, verb, resource, namespace)
 
             assert can("patch", "retooldeployments.retool-operator.dev/status") == "yes"
             assert can("get", "secrets") == "yes"

@@ -141,19 +141,8 @@ def test_verbs_the_operator_does_not_need_are_refused(
     kubeconfig: str, verb: str, resource: str
 ) -> None:
     """Least privilege: what the operator never does, its ServiceAccount may not do."""
-    answer = retool.kubectl(
-        kubeconfig,
-        "auth",
-        "can-i",
-        verb,
-        resource,
-        "-n",
-        "default",
-        "--as",
-        SERVICE_ACCOUNT,
-        check=False,
-    )
-    assert answer.stdout.strip() == "no", (verb, resource, answer.stdout, answer.stderr)
+    answer = retool.can_i(kubeconfig, SERVICE_ACCOUNT, verb, resource, "default")
+    assert answer == "no", (verb, resource, answer)
 
 
 @pytest.mark.usefixtures("deployed")

@@ -41,6 +41,21 @@ def _live(kubeconfig: str, namespace: str) -> dict[str, Any]:
     return body
 
 
+def _kubectl_wait_ready(
+    kubeconfig: str, namespace: str, timeout: str
+) -> subprocess.CompletedProcess[str]:
+    return retool.kubectl(
+        kubeconfig,
+        "-n",
+        namespace,
+        "wait",
+        "--for=condition=Ready",
+        f"rtd/{NAME}",
+        f"--timeout={timeout}",
+        check=False,
+    )
+
+
 def _reads(kubeconfig: str, namespace: str, verdict: str) -> dict[str, Any] | None:
     body = _live(kubeconfig, namespace)
     return body if kstatus(body)[0] == verdict else None
@@ -58,17 +73,7 @@ def test_a_fresh_object_is_in_progress_before_the_operator_looks(
     assert "observed generation is 0" in message
     # Without that default (no status at all) kstatus would call it Current: the bug it fixes.
     assert kstatus({k: v for k, v in body.items() if k != "status"})[0] == "Current"
-    waited = retool.kubectl(
-        kubeconfig,
-        "-n",
-        namespace,
-        "wait",
-        "--for=condition=Ready",
-        f"rtd/{NAME}",
-        "--timeout=2s",
-        check=False,
-    )
-    assert waited.returncode != 0
+    assert _kubectl_wait_ready(kubeconfig, namespace, "2s").returncode != 0
 
 
 @pytest.mark.usefixtures("operator")
@@ -92,15 +97,7 @@ def test_ready_paused_pending_and_stalled_as_kstatus_reads_them(
         "paused, observed and still Ready",
     )
     assert kstatus(paused)[0] == "Current"
-    retool.kubectl(
-        kubeconfig,
-        "-n",
-        namespace,
-        "wait",
-        "--for=condition=Ready",
-        f"rtd/{NAME}",
-        "--timeout=10s",
-    )
+    assert _kubectl_wait_ready(kubeconfig, namespace, "10s").returncode == 0
 
     retool.patch_spec(kube_api, namespace, NAME, {"version": NEW})
     pending = wait_for(
