@@ -177,7 +177,7 @@ def run(
     delay = f"{ready_delay:g}s"
     spec = {
         "api": {"replicas": 2},
-        "jobsRunner": {"podAnnotations": {workloads.READY_DELAY: delay}},
+        "jobsRunner": {"pod": {"annotations": {workloads.READY_DELAY: delay}}},
         "upgrade": {"strategy": strategy},
     }
     workloads.create_rtd(api, namespace, workloads.rtd(NAME, db, spec))

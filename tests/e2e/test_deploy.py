@@ -172,7 +172,9 @@ def test_two_operators_one_acts_and_the_other_takes_over(
     active.start()
     standby.start()
     try:
-        slow = {"jobsRunner": {"podAnnotations": {"pod-ready.stage.kwok.x-k8s.io/delay": "6s"}}}
+        slow = {
+            "jobsRunner": {"pod": {"annotations": {"pod-ready.stage.kwok.x-k8s.io/delay": "6s"}}}
+        }
         retool.create(kube_api, namespace, retool.manifest(NAME, OLD, retool_secrets, slow))
         wait_for(
             lambda: retool.ready_on(kube_api, namespace, NAME, OLD), DEADLINE, f"Ready on {OLD}"

@@ -63,7 +63,7 @@ def test_install_order_printer_columns_and_kubectl_wait(
         kube_api,
         namespace,
         retool.manifest(
-            NAME, "3.196.1-stable", retool_secrets, {"jobsRunner": {"podAnnotations": delay}}
+            NAME, "3.196.1-stable", retool_secrets, {"jobsRunner": {"pod": {"annotations": delay}}}
         ),
     )
     # While the jobs-runner migrates the empty database, there is no api at all.

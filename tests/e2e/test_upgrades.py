@@ -26,8 +26,10 @@ OLD = "3.196.1-stable"
 NEW = "3.200.0-stable"
 NEWER = "3.210.0-stable"
 DEADLINE = 90.0
-SLOW_MIGRATION = {"jobsRunner": {"podAnnotations": {"pod-ready.stage.kwok.x-k8s.io/delay": "4s"}}}
-SLOW_STOP = {"api": {"podAnnotations": {"pod-delete.stage.kwok.x-k8s.io/delay": "3s"}}}
+SLOW_MIGRATION = {
+    "jobsRunner": {"pod": {"annotations": {"pod-ready.stage.kwok.x-k8s.io/delay": "4s"}}}
+}
+SLOW_STOP = {"api": {"pod": {"annotations": {"pod-delete.stage.kwok.x-k8s.io/delay": "3s"}}}}
 STEP_ORDER = ["Preflight", "StoppingServices", "MigratingDatabase", "StartingServices", "Verifying"]
 
 
@@ -336,7 +338,7 @@ def test_operator_killed_during_a_step_resumes(
     step: str,
 ) -> None:
     """SIGKILL the operator as soon as the status shows STEP; a new process finishes the upgrade."""
-    slow_api = {"api": {"podAnnotations": {"pod-ready.stage.kwok.x-k8s.io/delay": "3s"}}}
+    slow_api = {"api": {"pod": {"annotations": {"pod-ready.stage.kwok.x-k8s.io/delay": "3s"}}}}
     _install(
         kube_api,
         namespace,

@@ -15,6 +15,7 @@ from typing import Any
 
 from retool_operator.core import models
 from retool_operator.core.models import API_VERSION, KIND, RetoolDeploymentStatus
+from tests.support.production import production_spec
 
 DELETE = object()
 """In a change, removes the key instead of setting it."""
@@ -60,7 +61,8 @@ class Case:
     # message that shows which rule refused it.
     field: str = ""
     says: str = ""
-    # False where the rule is about something no model describes (metadata.name).
+    # False where the rule is about something no model describes (metadata.name), or is
+    # Kubernetes' own schema of an embedded pod type, which the models take as given.
     model_refuses: bool = True
 
     def object(self, name: str = "retool") -> dict[str, Any]:
@@ -74,6 +76,17 @@ def _spec(**change: Any) -> dict[str, Any]:
 
 def _env(*names: str) -> list[dict[str, str]]:
     return [{"name": n, "value": "x"} for n in names]
+
+
+def _volume(name: str) -> dict[str, Any]:
+    return {"name": name, "emptyDir": {}}
+
+
+def _container(name: str) -> dict[str, Any]:
+    return {"name": name, "image": "busybox:1.37"}
+
+
+COMPONENT_FIELDS = ("api", "jobsRunner", "workflowsBackend", "workflowsWorker", "codeExecutor")
 
 
 _NAME_41 = "r" * 41
@@ -327,6 +340,288 @@ INVALID = [
         "spec.api.env",
         "must have at most 128 items",
     ),
+    # --- pod, container, identity and traffic settings --------------------------------------
+    Case(
+        "volume-names-repeated",
+        _spec(pod={"volumes": [_volume("ca"), _volume("ca")]}),
+        "spec.pod.volumes",
+        "must not repeat a name",
+    ),
+    Case(
+        "component-volume-names-repeated",
+        _spec(api={"pod": {"volumes": [_volume("a"), _volume("b"), _volume("a")]}}),
+        "spec.api.pod.volumes",
+        "must not repeat a name",
+    ),
+    Case(
+        "init-container-names-repeated",
+        _spec(pod={"initContainers": [_container("wait"), _container("wait")]}),
+        "spec.pod.initContainers",
+        "must not repeat a name",
+    ),
+    Case(
+        "sidecar-names-repeated",
+        _spec(jobsRunner={"pod": {"sidecars": [_container("proxy"), _container("proxy")]}}),
+        "spec.jobsRunner.pod.sidecars",
+        "must not repeat a name",
+    ),
+    Case(
+        "sidecar-named-like-the-retool-container",
+        _spec(pod={"sidecars": [_container("api")]}),
+        "spec.pod.sidecars",
+        "must not be named like a Retool container",
+    ),
+    Case(
+        "init-container-named-like-the-retool-container",
+        _spec(codeExecutor={"pod": {"initContainers": [_container("jobs-runner")]}}),
+        "spec.codeExecutor.pod.initContainers",
+        "must not be named like a Retool container",
+    ),
+    Case(
+        "sidecar-and-init-container-share-a-name",
+        _spec(pod={"sidecars": [_container("proxy")], "initContainers": [_container("proxy")]}),
+        "spec.pod",
+        "must not share a name",
+    ),
+    Case(
+        "shared-volume-mount-names-no-volume",
+        _spec(container={"volumeMounts": [{"name": "ca", "mountPath": "/ca"}]}),
+        "spec.container.volumeMounts",
+        "must name a volume of spec.pod.volumes",
+    ),
+    *(
+        Case(
+            f"{field}-volume-mount-names-no-volume",
+            _spec(**{field: {"container": {"volumeMounts": [{"name": "ca", "mountPath": "/ca"}]}}}),
+            f"spec.{field}.container.volumeMounts",
+            f"spec.{field}.container.volumeMounts[].name must name a volume",
+        )
+        for field in COMPONENT_FIELDS
+    ),
+    Case(
+        "volume-mount-paths-repeated",
+        _spec(
+            pod={"volumes": [_volume("a"), _volume("b")]},
+            container={
+                "volumeMounts": [{"name": "a", "mountPath": "/x"}, {"name": "b", "mountPath": "/x"}]
+            },
+        ),
+        "spec.container.volumeMounts",
+        "must not repeat a mountPath",
+    ),
+    Case(
+        "volume-mount-without-path",
+        _spec(pod={"volumes": [_volume("a")]}, container={"volumeMounts": [{"name": "a"}]}),
+        "spec.container.volumeMounts[0].mountPath",
+        "Required value",
+        model_refuses=False,
+    ),
+    Case(
+        "volume-name-too-long",
+        _spec(pod={"volumes": [_volume("v" * 64)]}),
+        "spec.pod.volumes[0].name",
+        "may not be more than 63 bytes",
+        model_refuses=False,
+    ),
+    Case(
+        "toleration-seconds-not-a-number",
+        _spec(pod={"tolerations": [{"key": "k", "tolerationSeconds": "long"}]}),
+        "spec.pod.tolerations[0].tolerationSeconds",
+        "must be of type integer",
+        model_refuses=False,
+    ),
+    Case(
+        "topology-spread-without-topology-key",
+        _spec(
+            pod={
+                "topologySpreadConstraints": [{"maxSkew": 1, "whenUnsatisfiable": "DoNotSchedule"}]
+            }
+        ),
+        "spec.pod.topologySpreadConstraints[0].topologyKey",
+        "Required value",
+        model_refuses=False,
+    ),
+    Case(
+        "pod-label-overrides-an-operator-label",
+        _spec(pod={"labels": {"app.kubernetes.io/component": "api"}}),
+        "spec.pod.labels",
+        "must not set the operator's own labels",
+    ),
+    Case(
+        "priority-class-name-not-a-name",
+        _spec(api={"pod": {"priorityClassName": "High Priority"}}),
+        "spec.api.pod.priorityClassName",
+        "must be the name of a PriorityClass",
+    ),
+    Case(
+        "negative-grace-period",
+        _spec(pod={"terminationGracePeriodSeconds": -1}),
+        "spec.pod.terminationGracePeriodSeconds",
+        "greater than or equal to 0",
+    ),
+    Case(
+        "negative-pre-stop-sleep",
+        _spec(api={"container": {"preStopSleepSeconds": -5}}),
+        "spec.api.container.preStopSleepSeconds",
+        "greater than or equal to 0",
+    ),
+    Case(
+        "probe-period-zero",
+        _spec(container={"probes": {"readiness": {"periodSeconds": 0}}}),
+        "spec.container.probes.readiness.periodSeconds",
+        "greater than or equal to 1",
+    ),
+    Case(
+        "probe-timeout-zero",
+        _spec(jobsRunner={"container": {"probes": {"startup": {"timeoutSeconds": 0}}}}),
+        "spec.jobsRunner.container.probes.startup.timeoutSeconds",
+        "greater than or equal to 1",
+    ),
+    Case(
+        "liveness-success-threshold-above-one",
+        _spec(container={"probes": {"liveness": {"successThreshold": 2}}}),
+        "spec.container.probes",
+        "probes.liveness.successThreshold must be 1",
+    ),
+    Case(
+        "startup-success-threshold-above-one",
+        _spec(api={"container": {"probes": {"startup": {"successThreshold": 3}}}}),
+        "spec.api.container.probes",
+        "probes.startup.successThreshold must be 1",
+    ),
+    Case(
+        "image-pull-policy-unknown",
+        _spec(container={"imagePullPolicy": "Sometimes"}),
+        "spec.container.imagePullPolicy",
+        "Unsupported value",
+    ),
+    Case(
+        "env-from-prefix-not-a-string",
+        _spec(envFrom=[{"prefix": 3, "secretRef": {"name": "s"}}]),
+        "spec.envFrom[0].prefix",
+        "must be of type string",
+        model_refuses=False,
+    ),
+    Case(
+        "shared-env-names-repeated",
+        _spec(env=_env("TZ", "TZ")),
+        "spec.env",
+        "env names must be unique",
+    ),
+    Case(
+        "service-account-name-not-a-name",
+        _spec(serviceAccount={"name": "Retool_SA"}),
+        "spec.serviceAccount.name",
+        "must be a ServiceAccount name",
+    ),
+    Case(
+        "service-account-not-created-and-not-named",
+        _spec(serviceAccount={"create": False}),
+        "spec.serviceAccount",
+        "name is required when create is false",
+    ),
+    Case(
+        "node-port-on-a-cluster-ip-service",
+        _spec(service={"nodePort": 30080}),
+        "spec.service",
+        "nodePort needs type NodePort or LoadBalancer",
+    ),
+    Case(
+        "node-port-out-of-range",
+        _spec(service={"type": "NodePort", "nodePort": 70000}),
+        "spec.service.nodePort",
+        "less than or equal to 65535",
+    ),
+    Case(
+        "external-traffic-policy-on-a-cluster-ip-service",
+        _spec(service={"externalTrafficPolicy": "Local"}),
+        "spec.service",
+        "externalTrafficPolicy needs type NodePort or LoadBalancer",
+    ),
+    Case(
+        "external-traffic-policy-unknown",
+        _spec(service={"type": "NodePort", "externalTrafficPolicy": "Nearest"}),
+        "spec.service.externalTrafficPolicy",
+        "Unsupported value",
+    ),
+    Case(
+        "load-balancer-class-on-a-node-port-service",
+        _spec(service={"type": "NodePort", "loadBalancerClass": "example.com/lb"}),
+        "spec.service",
+        "loadBalancerClass needs type LoadBalancer",
+    ),
+    Case(
+        "load-balancer-source-ranges-on-a-cluster-ip-service",
+        _spec(service={"loadBalancerSourceRanges": ["10.0.0.0/8"]}),
+        "spec.service",
+        "loadBalancerSourceRanges needs type LoadBalancer",
+    ),
+    Case(
+        "load-balancer-source-range-not-a-cidr",
+        _spec(service={"type": "LoadBalancer", "loadBalancerSourceRanges": ["office"]}),
+        "spec.service.loadBalancerSourceRanges",
+        "must be CIDRs",
+    ),
+    Case(
+        "ingress-tls-host-not-served",
+        _spec(ingress={"hosts": ["a.example.com"], "tls": [{"hosts": ["b.example.com"]}]}),
+        "spec.ingress",
+        "tls[].hosts must each be one of spec.ingress.hosts",
+    ),
+    Case(
+        "ingress-host-not-a-dns-name",
+        _spec(ingress={"hosts": ["https://retool.example.com"]}),
+        "spec.ingress.hosts",
+        "spec.ingress.hosts must be DNS names",
+    ),
+    Case(
+        "ingress-tls-host-not-a-dns-name",
+        _spec(ingress={"hosts": ["a.example.com"], "tls": [{"hosts": ["A B"]}]}),
+        "spec.ingress.tls[0].hosts",
+        "spec.ingress.tls[].hosts must be DNS names",
+    ),
+    Case(
+        "ingress-tls-secret-not-a-name",
+        _spec(ingress={"tls": [{"secretName": "TLS Cert"}]}),
+        "spec.ingress.tls[0].secretName",
+        "must be the name of a Secret",
+    ),
+    Case(
+        "ingress-class-not-a-name",
+        _spec(ingress={"className": "Nginx!"}),
+        "spec.ingress.className",
+        "must be the name of an IngressClass",
+    ),
+    Case(
+        "ingress-path-relative",
+        _spec(ingress={"path": "api"}),
+        "spec.ingress.path",
+        "must start with '/'",
+    ),
+    Case(
+        "ingress-path-type-unknown",
+        _spec(ingress={"pathType": "Regex"}),
+        "spec.ingress.pathType",
+        "Unsupported value",
+    ),
+    Case(
+        "http-route-without-parent-refs",
+        _spec(httpRoute={"parentRefs": []}),
+        "spec.httpRoute.parentRefs",
+        "should have at least 1 items",
+    ),
+    Case(
+        "http-route-hostname-not-a-dns-name",
+        _spec(httpRoute={"parentRefs": [{"name": "gw"}], "hostnames": ["retool.example.com."]}),
+        "spec.httpRoute.hostnames",
+        "spec.httpRoute.hostnames must be DNS names",
+    ),
+    Case(
+        "workflows-pdb-min-and-max",
+        _spec(workflowsBackend={"podDisruptionBudget": {"minAvailable": 1, "maxUnavailable": 1}}),
+        "spec.workflowsBackend.podDisruptionBudget",
+        "minAvailable or maxUnavailable, not both",
+    ),
 ]
 
 VALID = [
@@ -371,6 +666,24 @@ VALID = [
         _spec(workflowsBackend={}, workflowsWorker={"replicas": 0}, codeExecutor={"replicas": 2}),
     ),
     Case("name-of-40-characters", {"metadata": {"name": "r" * 40}}),
+    Case("production", {"spec": production_spec()}),
+    Case(
+        "component-mount-of-a-shared-volume",
+        _spec(
+            pod={"volumes": [_volume("ca")]},
+            jobsRunner={"container": {"volumeMounts": [{"name": "ca", "mountPath": "/ca"}]}},
+        ),
+    ),
+    Case(
+        "existing-service-account",
+        _spec(serviceAccount={"create": False, "name": "retool.workload-identity"}),
+    ),
+    Case("node-port", _spec(service={"type": "NodePort", "nodePort": 30080})),
+    Case("ingress-for-every-host", _spec(ingress={})),
+    Case(
+        "cleared-shared-list",
+        _spec(pod={"tolerations": [{"operator": "Exists"}]}, api={"pod": {"tolerations": []}}),
+    ),
 ]
 
 

@@ -30,6 +30,7 @@ from retool_operator.core.models import (
     SslMode,
 )
 from retool_operator.core.naming import Owner
+from tests.support.production import production_spec
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 GOLDEN_HEADER = (
@@ -77,7 +78,7 @@ FULL: dict[str, Any] = {
             "target_cpu_utilization_percentage": 60,
         },
         "podDisruptionBudget": {"minAvailable": 2},
-        "podAnnotations": {"prometheus.io/scrape": "true"},
+        "pod": {"annotations": {"prometheus.io/scrape": "true"}},
         "env": [
             {"name": "COOKIE_INSECURE", "value": "false"},
             {"name": "POSTGRES_SSL_ENABLED", "value": "false"},
@@ -90,7 +91,7 @@ FULL: dict[str, Any] = {
     },
     "jobsRunner": {
         "resources": {"requests": {"cpu": 1, "memory": "2Gi"}},
-        "podAnnotations": {"pod-ready.stage.kwok.x-k8s.io/delay": "20s"},
+        "pod": {"annotations": {"pod-ready.stage.kwok.x-k8s.io/delay": "20s"}},
     },
     "workflowsBackend": {
         "replicas": 2,
@@ -110,6 +111,9 @@ AUTOSCALING: dict[str, Any] = {
     **MINIMAL,
     "api": {"autoscaling": {"maxReplicas": 10}, "podDisruptionBudget": {}},
 }
+
+
+PRODUCTION: dict[str, Any] = {**MINIMAL, **production_spec()}
 
 
 def spec_of(data: dict[str, Any]) -> RetoolDeploymentSpec:
@@ -144,6 +148,8 @@ GOLDEN_CASES: dict[str, tuple[RetoolDeploymentSpec, dict[Component, WorkloadPlan
         },
     ),
     "autoscaling": (spec_of(AUTOSCALING), plan_for(spec_of(AUTOSCALING), replicas=None)),
+    # Every pod, container, identity and traffic setting, shared and per component.
+    "production": (spec_of(PRODUCTION), plan_for(spec_of(PRODUCTION), replicas=3)),
 }
 
 
@@ -270,7 +276,9 @@ def component_data(draw: st.DrawFn, replicas: st.SearchStrategy[int]) -> dict[st
     return {
         "replicas": draw(replicas),
         "env": draw(user_env),
-        "podAnnotations": draw(st.dictionaries(names, st.text("xyz", max_size=3), max_size=2)),
+        "pod": {
+            "annotations": draw(st.dictionaries(names, st.text("xyz", max_size=3), max_size=2))
+        },
     }
 
 
@@ -298,6 +306,20 @@ def specs(draw: st.DrawFn) -> RetoolDeploymentSpec:
     for field in ("workflowsBackend", "workflowsWorker", "codeExecutor"):
         if draw(st.booleans()):
             data[field] = component_data(draw, st.integers(0, 5))
+            if draw(st.booleans()):
+                data[field]["podDisruptionBudget"] = {"maxUnavailable": 1}
+    if draw(st.booleans()):
+        data["serviceAccount"] = draw(
+            st.sampled_from([{"name": "retool-sa"}, {"create": False, "name": "existing"}])
+        )
+    if draw(st.booleans()):
+        data["ingress"] = draw(st.sampled_from([{}, {"hosts": ["retool.example.com"]}]))
+    if draw(st.booleans()):
+        data["httpRoute"] = {"parentRefs": [{"name": "gateway"}]}
+    if draw(st.booleans()):
+        # Shared settings, which every component's pods get.
+        data["pod"] = {"volumes": [{"name": "ca", "secret": {"secretName": "ca"}}]}
+        data["container"] = {"volumeMounts": [{"name": "ca", "mountPath": "/ca"}]}
     return spec_of(data)
 
 
@@ -359,8 +381,8 @@ def test_selectors_never_contain_the_version(
 ) -> None:
     spec, plan = case
     for child in desired_children(OWNER, spec, plan):
-        if child["kind"] == "HorizontalPodAutoscaler":
-            continue
+        if child["kind"] in {"HorizontalPodAutoscaler", "ServiceAccount", "Ingress", "HTTPRoute"}:
+            continue  # these select no pods
         body = child["spec"]["selector"]
         selector = body if child["kind"] == "Service" else body["matchLabels"]
         assert naming.LABEL_VERSION not in selector
@@ -465,17 +487,26 @@ def test_desired_children_follows_the_plan(
     spec, plan = case
     children = desired_children(OWNER, spec, plan)
     kinds = [(c["kind"], c["metadata"]["name"]) for c in children]
-    expected = [
-        ("StatefulSet" if c is Component.JOBS_RUNNER else "Deployment", f"acme-{c.value}")
-        for c in Component
-        if c in plan
-    ]
+    expected = []
+    if plan and spec.service_account.create:
+        expected.append(("ServiceAccount", spec.service_account.name or "acme"))
+    for c in Component:
+        if c not in plan:
+            continue
+        if c is Component.JOBS_RUNNER:
+            expected += [("StatefulSet", "acme-jobs-runner"), ("Service", "acme-jobs-runner")]
+            continue
+        expected.append(("Deployment", f"acme-{c.value}"))
+        if getattr(spec, c.field).pod_disruption_budget is not None:
+            expected.append(("PodDisruptionBudget", f"acme-{c.value}"))
     if Component.API in plan:
         expected.append(("Service", "acme-api"))
-        if spec.api.pod_disruption_budget is not None:
-            expected.append(("PodDisruptionBudget", "acme-api"))
         if spec.api.autoscaling is not None:
             expected.append(("HorizontalPodAutoscaler", "acme-api"))
+        if spec.ingress is not None:
+            expected.append(("Ingress", "acme"))
+        if spec.http_route is not None:
+            expected.append(("HTTPRoute", "acme"))
     assert kinds == expected
     for workload in workloads(children):
         replicas = plan[component_of(workload)].replicas
@@ -786,3 +817,213 @@ def test_builders_refuse_negative_replicas() -> None:
 
 def test_empty_plan_gives_no_children() -> None:
     assert desired_children(OWNER, spec_of(FULL), {}) == []
+
+
+# --- pod, container, identity and traffic settings (production spec) ---------------------------
+
+
+def production_children() -> list[dict[str, Any]]:
+    spec, plan = GOLDEN_CASES["production"]
+    return desired_children(OWNER, spec, plan)
+
+
+def pod_of(children: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    workload = next(c for c in workloads(children) if c["metadata"]["name"] == name)
+    pod: dict[str, Any] = workload["spec"]["template"]["spec"]
+    return pod
+
+
+def test_every_pod_runs_as_the_service_account_without_a_token() -> None:
+    children = production_children()
+    account = by_kind(children, "ServiceAccount", "acme")
+    assert account["automountServiceAccountToken"] is False
+    assert account["metadata"]["annotations"] == {
+        "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/retool"
+    }
+    assert account["metadata"]["labels"]["team"] == "platform"
+    for workload in workloads(children):
+        pod = workload["spec"]["template"]["spec"]
+        assert pod["serviceAccountName"] == "acme"
+        assert pod["automountServiceAccountToken"] is False
+
+
+def test_an_existing_service_account_is_named_not_created() -> None:
+    spec = spec_of({**MINIMAL, "serviceAccount": {"create": False, "name": "retool-wi"}})
+    children = desired_children(OWNER, spec, plan_for(spec))
+    assert not [c for c in children if c["kind"] == "ServiceAccount"]
+    assert {w["spec"]["template"]["spec"]["serviceAccountName"] for w in workloads(children)} == {
+        "retool-wi"
+    }
+
+
+def test_shared_and_component_pod_settings_land_in_each_template() -> None:
+    children = production_children()
+    api = pod_of(children, "acme-api")
+    jobs = pod_of(children, "acme-jobs-runner")
+    worker = pod_of(children, "acme-workflows-worker")
+    for pod in (api, jobs, worker):
+        assert pod["priorityClassName"] == "retool-production"
+        assert pod["hostAliases"] == [{"ip": "10.1.2.3", "hostnames": ["postgres.internal"]}]
+        assert pod["securityContext"] == {
+            "seccompProfile": {"type": "RuntimeDefault"},
+            "runAsUser": 1000,
+            "fsGroup": 2000,
+        }
+        assert pod["initContainers"][0]["name"] == "wait-for-db"
+        assert pod["containers"][1]["name"] == "cloud-sql-proxy"
+        assert "podAntiAffinity" in pod["affinity"]
+    assert "tolerations" not in jobs  # cleared by the jobs-runner's empty list
+    assert worker["tolerations"][0]["key"] == "dedicated"
+    assert jobs["nodeSelector"] == {
+        "kubernetes.io/arch": "amd64",
+        "retool.example.com/pool": "jobs",
+    }
+    assert jobs["containers"][1]["args"][-1] == "project:region:jobs-instance"
+    assert api["terminationGracePeriodSeconds"] == 600
+    assert "terminationGracePeriodSeconds" not in worker
+    assert [v["emptyDir"]["sizeLimit"] for v in api["volumes"] if v["name"] == "tmp"] == ["4Gi"]
+
+
+def test_container_settings_and_graceful_shutdown() -> None:
+    children = production_children()
+    api = pod_of(children, "acme-api")["containers"][0]
+    jobs = pod_of(children, "acme-jobs-runner")["containers"][0]
+    assert api["lifecycle"] == {"preStop": {"exec": {"command": ["sleep", "45"]}}}
+    assert "lifecycle" not in jobs
+    for container_ in (api, jobs):
+        assert container_["imagePullPolicy"] == "IfNotPresent"
+        assert container_["envFrom"] == [{"secretRef": {"name": "retool-config"}}]
+        assert container_["securityContext"] == {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": True,
+        }
+        assert [m["mountPath"] for m in container_["volumeMounts"]] == ["/etc/retool/db-ca", "/tmp"]
+        # The user's timings over the defaults; the action stays the operator's.
+        assert container_["livenessProbe"]["failureThreshold"] == 3
+        assert container_["livenessProbe"]["initialDelaySeconds"] == 30
+        assert container_["readinessProbe"]["failureThreshold"] == 6
+        assert "httpGet" in container_["readinessProbe"]
+    assert api["readinessProbe"]["periodSeconds"] == 3
+    assert jobs["readinessProbe"]["periodSeconds"] == 5
+    assert jobs["readinessProbe"]["httpGet"] == {"path": "/api/checkJobsRunnerHealth", "port": 3003}
+
+
+def test_default_graceful_shutdown_follows_the_chart() -> None:
+    children = desired_children(OWNER, spec_of(FULL), plan_for(spec_of(FULL)))
+    api = pod_of(children, "acme-api")
+    code = pod_of(children, "acme-code-executor")
+    jobs = pod_of(children, "acme-jobs-runner")
+    assert api["terminationGracePeriodSeconds"] == 391
+    assert api["containers"][0]["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "30"]
+    assert code["terminationGracePeriodSeconds"] == 391
+    assert "lifecycle" not in code["containers"][0]
+    # The jobs-runner must stop quickly: its successor waits for it.
+    assert "terminationGracePeriodSeconds" not in jobs
+    assert "lifecycle" not in jobs["containers"][0]
+
+
+def test_pre_stop_sleep_zero_removes_the_hook() -> None:
+    spec = spec_of({**MINIMAL, "api": {"container": {"preStopSleepSeconds": 0}}})
+    api = builders.build_api_deployment(OWNER, spec, "3.196.1", 2)
+    assert "lifecycle" not in api["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_pdb_for_every_replicated_component() -> None:
+    children = production_children()
+    budgets = {
+        c["metadata"]["name"]: c["spec"] for c in children if c["kind"] == "PodDisruptionBudget"
+    }
+    assert set(budgets) == {
+        "acme-api",
+        "acme-workflows-backend",
+        "acme-workflows-worker",
+        "acme-code-executor",
+    }
+    assert budgets["acme-api"]["minAvailable"] == 2
+    assert budgets["acme-workflows-worker"]["maxUnavailable"] == "50%"
+    assert budgets["acme-code-executor"]["selector"]["matchLabels"] == naming.selector_labels(
+        "acme", Component.CODE_EXECUTOR
+    )
+
+
+def test_jobs_runner_has_its_headless_service() -> None:
+    children = production_children()
+    service = by_kind(children, "Service", "acme-jobs-runner")
+    statefulset = by_kind(children, "StatefulSet", "acme-jobs-runner")
+    assert statefulset["spec"]["serviceName"] == "acme-jobs-runner"
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["selector"] == naming.selector_labels("acme", Component.JOBS_RUNNER)
+
+
+def test_api_service_extras() -> None:
+    service = by_kind(production_children(), "Service", "acme-api")
+    assert service["metadata"]["labels"]["exposed"] == "internal"
+    assert service["spec"]["loadBalancerClass"] == "service.k8s.aws/nlb"
+    assert service["spec"]["loadBalancerSourceRanges"] == ["10.0.0.0/8"]
+    assert service["spec"]["externalTrafficPolicy"] == "Local"
+    node_port = spec_of({**MINIMAL, "service": {"type": "NodePort", "nodePort": 30080}})
+    port = builders.build_api_service(OWNER, node_port, "3.196.1")["spec"]["ports"][0]
+    assert port["nodePort"] == 30080
+
+
+def test_ingress_routes_every_host_to_the_api_service() -> None:
+    ingress = by_kind(production_children(), "Ingress", "acme")
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    backend = {"service": {"name": "acme-api", "port": {"number": 443}}}
+    assert ingress["spec"]["rules"] == [
+        {"host": h, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]}}
+        for h in ("retool.example.com", "retool.internal.example.com")
+    ]
+    assert ingress["spec"]["tls"] == [{"hosts": ["retool.example.com"], "secretName": "retool-tls"}]
+    assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "letsencrypt"}
+    catch_all = builders.build_ingress(OWNER, spec_of({**MINIMAL, "ingress": {}}), "3.196.1")
+    assert [set(rule) for rule in catch_all["spec"]["rules"]] == [{"http"}]
+
+
+def test_http_route_to_the_api_service() -> None:
+    route = by_kind(production_children(), "HTTPRoute", "acme")
+    assert route["apiVersion"] == "gateway.networking.k8s.io/v1"
+    assert route["spec"]["parentRefs"] == [
+        {"name": "public", "namespace": "gateways", "sectionName": "https"}
+    ]
+    assert route["spec"]["hostnames"] == ["retool.example.com"]
+    assert route["spec"]["rules"][0]["backendRefs"] == [{"name": "acme-api", "port": 443}]
+
+
+def test_ingress_and_route_builders_need_their_spec_sections() -> None:
+    spec = spec_of(MINIMAL)
+    with pytest.raises(ValueError, match=r"spec\.ingress is not set"):
+        builders.build_ingress(OWNER, spec, "3.196.1")
+    with pytest.raises(ValueError, match=r"spec\.httpRoute is not set"):
+        builders.build_http_route(OWNER, spec, "3.196.1")
+
+
+def test_required_secrets_cover_env_from_and_secret_key_refs() -> None:
+    spec = spec_of(
+        {
+            **MINIMAL,
+            "envFrom": [
+                {"secretRef": {"name": "retool-config"}},
+                {"secretRef": {"name": "maybe", "optional": True}},
+                {"configMapRef": {"name": "settings"}},
+            ],
+            "api": {
+                "env": [
+                    {"name": "A", "valueFrom": {"secretKeyRef": {"name": "api-extra", "key": "a"}}},
+                    {"name": "B", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                ]
+            },
+            "codeExecutor": {"envFrom": [{"secretRef": {"name": "sandbox"}}]},
+        }
+    )
+    db = spec.database.password_secret_ref
+    assert builders.required_secrets(spec) == [
+        (db.name, db.key),
+        (spec.secret_ref.name, "license-key"),
+        (spec.secret_ref.name, "encryption-key"),
+        ("retool-config", None),
+        ("api-extra", "a"),
+        # The code executor's own envFrom replaces the shared list (lists are replaced whole).
+        ("sandbox", None),
+    ]

@@ -107,7 +107,7 @@ def specs(draw: st.DrawFn) -> RetoolDeploymentSpec:
             "secretRef": {"name": "retool"},
             "api": {
                 "replicas": draw(st.integers(0, 1000)),
-                "podAnnotations": {"a": "b"},
+                "pod": {"annotations": {"a": "b"}},
                 "autoscaling": draw(st.none() | st.just({"maxReplicas": 9})),
                 "podDisruptionBudget": {"maxUnavailable": draw(st.integers(0, 5) | st.just("25%"))},
             },
@@ -132,7 +132,7 @@ def test_spec_round_trips_through_its_wire_form(spec: RetoolDeploymentSpec) -> N
     assert {"codeExecutorImage", "imagePullSecrets", "secretRef", "jobsRunner"} <= wire.keys()
     assert {"passwordSecretRef", "sslMode", "migrationsTable"} <= wire["database"].keys()
     assert {"migrationTimeout", "verifyTimeout", "autoRollback"} <= wire["upgrade"].keys()
-    assert "podAnnotations" in wire["api"]
+    assert wire["api"]["pod"]["annotations"] == {"a": "b"}
 
 
 def test_snake_case_names_are_accepted_in_python() -> None:

@@ -1013,12 +1013,20 @@ class TestPreflight:
         assert upgrade_steps(run) == RECREATE_STEPS
         assert run.status.history[-1].result is UpgradeResult.SUCCEEDED
 
-    def test_missing_secret_in_steady_state_keeps_the_children(self) -> None:
+    def test_missing_secret_in_steady_state_holds_the_children(self) -> None:
         run = installed(OLD)
+        before = run.spec.api.replicas
         run.cluster.missing_secrets = ("Secret retool-secrets",)
+        # A settings change that names the missing Secret is held whole, not half applied.
+        run.update_spec(api=run.spec.api.model_copy(update={"replicas": 5}))
         run.settle(3)
         assert cond(run, STALLED) == ("True", Reason.SECRET_MISSING)
-        assert all(p == statemachine.steady_plan(run.spec, OLD) for p in run.plans())
+        assert [t.decision.plan for t in run.ticks[-3:]] == [None] * 3
+        assert_rolled_out(run, OLD, {"jobs-runner": 1, "api": before})
+        # Once the Secret exists, the change is applied.
+        run.cluster.missing_secrets = ()
+        run.settle(3)
+        assert_rolled_out(run, OLD, {"jobs-runner": 1, "api": 5})
 
 
 # --- paused -----------------------------------------------------------------------------------

@@ -32,6 +32,17 @@ app.kubernetes.io/name: retool-operator
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
   verbs: [list, watch, create, patch, delete]
+# The pods' ServiceAccount (spec.serviceAccount), and the routes to the api (spec.ingress,
+# spec.httpRoute): written like the other children, deleted when the spec drops them.
+- apiGroups: [""]
+  resources: [serviceaccounts]
+  verbs: [list, watch, create, patch, delete]
+- apiGroups: [networking.k8s.io]
+  resources: [ingresses]
+  verbs: [list, watch, create, patch, delete]
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [httproutes]
+  verbs: [list, watch, create, patch, delete]
 # Pods: watched; a stuck jobs-runner pod is deleted on rollback (kubernetes/kubernetes#67250).
 - apiGroups: [""]
   resources: [pods]

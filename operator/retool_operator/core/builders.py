@@ -20,6 +20,7 @@ from its live form; comparing quantities by value is the comparison's job, not t
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,11 +31,15 @@ from retool_operator.core.models import (
     Component,
     ComponentSpec,
     EnvVar,
+    ProbeTimings,
+    ReplicatedComponentSpec,
     RetoolDeploymentSpec,
+    Settings,
     SslMode,
     parse_duration,
 )
 from retool_operator.core.naming import Owner
+from retool_operator.core.settings import effective_settings, merge_maps
 from retool_operator.core.versions import parse
 
 Manifest = dict[str, Any]
@@ -58,14 +63,27 @@ _PROBE_PERIOD_SECONDS = 10
 _PROBE_TIMEOUT_SECONDS = 10
 _LIVENESS_PERIOD_SECONDS = 30
 
+# Graceful shutdown, as Retool's Helm chart does it (charts/retool/templates/deployment_backend.yaml
+# and deployment_code_executor.yaml): the api waits 30 s in preStop, so load balancers stop
+# sending it requests before it gets SIGTERM, and both it and the code executor may take 391 s to
+# stop, so running queries and code finish. Other components keep Kubernetes' defaults (no wait,
+# 30 s): the jobs-runner in particular, whose old pod must be gone before the new one starts.
+_PRE_STOP_SLEEP_SECONDS = {Component.API: 30}
+_TERMINATION_GRACE_SECONDS = {Component.API: 391, Component.CODE_EXECUTOR: 391}
+
 # Kinds the operator creates, for listing (and pruning) children by label.
 CHILD_KINDS: tuple[tuple[str, str], ...] = (
     ("apps/v1", "Deployment"),
     ("apps/v1", "StatefulSet"),
     ("v1", "Service"),
+    ("v1", "ServiceAccount"),
     ("policy/v1", "PodDisruptionBudget"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("networking.k8s.io/v1", "Ingress"),
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"),
 )
+# Kinds a cluster may lack (a CRD of their own): the operator checks before it writes one.
+OPTIONAL_KINDS = frozenset({"HTTPRoute"})
 
 OPTIONAL_COMPONENTS = (
     Component.WORKFLOWS_BACKEND,
@@ -170,6 +188,35 @@ def _secrets_env(spec: RetoolDeploymentSpec) -> list[dict[str, Any]]:
     ]
 
 
+def required_secrets(spec: RetoolDeploymentSpec) -> list[tuple[str, str | None]]:
+    """(Secret, key) pairs the pods cannot start without; key None: the Secret must exist.
+
+    The database password and Retool's keys first, then every Secret the env and envFrom of an
+    enabled component name without `optional: true`. The operator checks them before it writes
+    a template that uses them, so a missing one holds the change whole instead of leaving pods
+    that cannot start.
+    """
+    ref = spec.database.password_secret_ref
+    needed: list[tuple[str, str | None]] = [
+        (ref.name, ref.key),
+        (spec.secret_ref.name, LICENSE_KEY_KEY),
+        (spec.secret_ref.name, ENCRYPTION_KEY_KEY),
+    ]
+    for component in Component:
+        if getattr(spec, component.field) is None:
+            continue
+        settings = effective_settings(spec, component)
+        for source in settings.env_from or []:
+            secret = source.get("secretRef") or {}
+            if secret.get("name") and not secret.get("optional"):
+                needed.append((secret["name"], None))
+        for var in settings.env:
+            key_ref = (var.value_from or {}).get("secretKeyRef") or {}
+            if key_ref.get("name") and key_ref.get("key") and not key_ref.get("optional"):
+                needed.append((key_ref["name"], key_ref["key"]))
+    return list(dict.fromkeys(needed))
+
+
 def migration_timeout_seconds(spec: RetoolDeploymentSpec) -> int:
     """spec.upgrade.migrationTimeout in whole seconds, rounded up (at least 1)."""
     return max(1, math.ceil(parse_duration(spec.upgrade.migration_timeout)))
@@ -241,36 +288,40 @@ def _startup_seconds(spec: RetoolDeploymentSpec, component: Component) -> float:
     return parse_duration(spec.upgrade.verify_timeout)
 
 
-def _probes(spec: RetoolDeploymentSpec, component: Component) -> dict[str, Any]:
+def _probes(spec: RetoolDeploymentSpec, component: Component, settings: Settings) -> dict[str, Any]:
     """Startup, readiness and liveness probes on the component's health endpoint.
 
     The startup probe holds liveness off while the container starts: a jobs-runner migrating the
-    database answers no health check, and a liveness restart would abort the migration.
+    database answers no health check, and a liveness restart would abort the migration. The
+    user's timings (container.probes) replace the defaults one by one; the action stays ours.
     """
     traits = _TRAITS[component]
-
-    def http_get() -> dict[str, Any]:
-        """A fresh httpGet action (shared dicts would become YAML anchors)."""
-        return {"path": traits.health_path, "port": traits.port}
-
-    return {
-        "startupProbe": {
-            "httpGet": http_get(),
+    defaults: dict[str, dict[str, int]] = {
+        "startup": {
             "periodSeconds": _PROBE_PERIOD_SECONDS,
             "timeoutSeconds": _PROBE_TIMEOUT_SECONDS,
             "failureThreshold": _probe_periods(_startup_seconds(spec, component)),
         },
-        "readinessProbe": {
-            "httpGet": http_get(),
+        "readiness": {
             "periodSeconds": _PROBE_PERIOD_SECONDS,
             "timeoutSeconds": _PROBE_TIMEOUT_SECONDS,
         },
-        "livenessProbe": {
-            "httpGet": http_get(),
+        "liveness": {
             "periodSeconds": _LIVENESS_PERIOD_SECONDS,
             "timeoutSeconds": _PROBE_TIMEOUT_SECONDS,
         },
     }
+    probes = settings.container.probes
+    rendered: dict[str, Any] = {}
+    for name, timings in defaults.items():
+        # A fresh httpGet per probe (shared dicts would become YAML anchors).
+        probe: dict[str, Any] = {"httpGet": {"path": traits.health_path, "port": traits.port}}
+        own: ProbeTimings | None = getattr(probes, name) if probes is not None else None
+        probe.update(timings)
+        if own is not None:
+            probe.update(own.to_api())
+        rendered[f"{name}Probe"] = probe
+    return rendered
 
 
 def _resources(section: ComponentSpec) -> dict[str, Any]:
@@ -285,15 +336,22 @@ def _resources(section: ComponentSpec) -> dict[str, Any]:
     return resources
 
 
-def _container_security_context(component: Component) -> dict[str, Any]:
-    """Least privilege, except the code executor, whose nsjail sandbox needs a privileged pod."""
+def _container_security_context(component: Component, settings: Settings) -> dict[str, Any]:
+    """Least privilege, except the code executor, whose nsjail sandbox needs a privileged pod.
+
+    The user's container.securityContext goes over this default, key by key.
+    """
     if component is Component.CODE_EXECUTOR:
         # Retool's own manifests run it privileged; without that, users' code runs unsandboxed.
-        return {"privileged": True}
-    return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+        default: dict[str, Any] = {"privileged": True}
+    else:
+        default = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    return copy.deepcopy(merge_maps(default, settings.container.security_context) or {})
 
 
-def _container(spec: RetoolDeploymentSpec, component: Component, version: str) -> dict[str, Any]:
+def _container(
+    spec: RetoolDeploymentSpec, component: Component, version: str, settings: Settings
+) -> dict[str, Any]:
     """The one Retool container of a component's pods."""
     section = component_spec(spec, component)
     traits = _TRAITS[component]
@@ -302,33 +360,88 @@ def _container(spec: RetoolDeploymentSpec, component: Component, version: str) -
         "image": image(spec, component, version),
         "args": list(traits.args),
         "ports": [{"name": "http", "containerPort": traits.port, "protocol": "TCP"}],
-        "env": merge_env(operator_env(spec, component), section.env),
+        "env": merge_env(operator_env(spec, component), settings.env),
     }
+    if settings.env_from:
+        container["envFrom"] = copy.deepcopy(settings.env_from)
+    if settings.container.image_pull_policy is not None:
+        container["imagePullPolicy"] = settings.container.image_pull_policy.value
     resources = _resources(section)
     if resources:
         container["resources"] = resources
-    container.update(_probes(spec, component))
-    container["securityContext"] = _container_security_context(component)
+    container.update(_probes(spec, component, settings))
+    sleep = settings.container.pre_stop_sleep_seconds
+    if sleep is None:
+        sleep = _PRE_STOP_SLEEP_SECONDS.get(component, 0)
+    if sleep > 0:
+        container["lifecycle"] = {"preStop": {"exec": {"command": ["sleep", str(sleep)]}}}
+    container["securityContext"] = _container_security_context(component, settings)
+    if settings.container.volume_mounts:
+        container["volumeMounts"] = copy.deepcopy(settings.container.volume_mounts)
     return container
+
+
+def service_account_name(owner: Owner, spec: RetoolDeploymentSpec) -> str:
+    """The ServiceAccount every Retool pod runs as: the one named, else the owner's name."""
+    return spec.service_account.name or owner.name
+
+
+def _pod_security_context(component: Component, settings: Settings) -> dict[str, Any] | None:
+    """seccomp RuntimeDefault (not for the privileged code executor), under the user's keys."""
+    default = (
+        None
+        if component is Component.CODE_EXECUTOR
+        else {"seccompProfile": {"type": "RuntimeDefault"}}
+    )
+    return copy.deepcopy(merge_maps(default, settings.pod.security_context)) or None
 
 
 def _pod_template(
     owner: Owner, spec: RetoolDeploymentSpec, component: Component, version: str
 ) -> dict[str, Any]:
-    """The pod template: labels with the version, the user's annotations, one container."""
-    section = component_spec(spec, component)
-    metadata: dict[str, Any] = {"labels": naming.labels(owner.name, component, version)}
-    if section.pod_annotations:
-        metadata["annotations"] = dict(section.pod_annotations)
+    """The pod template: labels with the version, the effective pod settings, the containers."""
+    settings = effective_settings(spec, component)
+    pod_settings = settings.pod
+    # The operator's labels last: selectors depend on them (admission refuses them anyway).
+    labels = {**pod_settings.labels, **naming.labels(owner.name, component, version)}
+    metadata: dict[str, Any] = {"labels": labels}
+    if pod_settings.annotations:
+        metadata["annotations"] = dict(pod_settings.annotations)
     pod: dict[str, Any] = {
-        # Retool never talks to the Kubernetes API, and Service links would add stray
-        # *_SERVICE_HOST/*_PORT variables that could shadow Retool settings.
-        "automountServiceAccountToken": False,
+        "serviceAccountName": service_account_name(owner, spec),
+        # Retool never talks to the Kubernetes API: no token unless the user asks for one.
+        "automountServiceAccountToken": spec.service_account.automount_token,
+        # Service links would add stray *_SERVICE_HOST/*_PORT variables that could shadow
+        # Retool settings.
         "enableServiceLinks": False,
-        "containers": [_container(spec, component, version)],
     }
-    if component is not Component.CODE_EXECUTOR:
-        pod["securityContext"] = {"seccompProfile": {"type": "RuntimeDefault"}}
+    if pod_settings.init_containers:
+        pod["initContainers"] = copy.deepcopy(pod_settings.init_containers)
+    pod["containers"] = [
+        _container(spec, component, version, settings),
+        *copy.deepcopy(pod_settings.sidecars),
+    ]
+    security_context = _pod_security_context(component, settings)
+    if security_context:
+        pod["securityContext"] = security_context
+    grace = pod_settings.termination_grace_period_seconds
+    if grace is None:
+        grace = _TERMINATION_GRACE_SECONDS.get(component)
+    if grace is not None:
+        pod["terminationGracePeriodSeconds"] = grace
+    for field, value in (
+        ("nodeSelector", pod_settings.node_selector),
+        ("tolerations", pod_settings.tolerations),
+        ("affinity", pod_settings.affinity),
+        ("topologySpreadConstraints", pod_settings.topology_spread_constraints),
+        ("priorityClassName", pod_settings.priority_class_name),
+        ("hostAliases", pod_settings.host_aliases),
+        ("volumes", pod_settings.volumes),
+    ):
+        if value:
+            # Copies: one shared setting appears in several templates, and must not become
+            # one object (a YAML anchor) in the rendered manifests.
+            pod[field] = copy.deepcopy(value)
     if spec.image_pull_secrets:
         pod["imagePullSecrets"] = [{"name": ref.name} for ref in spec.image_pull_secrets]
     return {"metadata": metadata, "spec": pod}
@@ -342,13 +455,15 @@ def _metadata(
     name: str,
     component: Component,
     version: str,
+    *,
     annotations: Mapping[str, str] | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Name, namespace, the five labels and the controller owner reference."""
+    """Name, namespace, the user's labels and the five (which win), the owner reference."""
     metadata: dict[str, Any] = {
         "name": name,
         "namespace": owner.namespace,
-        "labels": naming.labels(owner.name, component, version),
+        "labels": {**(labels or {}), **naming.labels(owner.name, component, version)},
     }
     if annotations:
         metadata["annotations"] = dict(annotations)
@@ -443,29 +558,169 @@ def build_api_service(owner: Owner, spec: RetoolDeploymentSpec, version: str) ->
     component = Component.API
     service = spec.service
     name = naming.service_name(owner.name)
+    port: dict[str, Any] = {
+        "name": "http",
+        "port": service.port,
+        "targetPort": API_PORT,
+        "protocol": "TCP",
+    }
+    if service.node_port is not None:
+        port["nodePort"] = service.node_port
+    body: dict[str, Any] = {
+        "type": service.type.value,
+        "selector": naming.selector_labels(owner.name, component),
+        "ports": [port],
+    }
+    if service.load_balancer_class:
+        body["loadBalancerClass"] = service.load_balancer_class
+    if service.load_balancer_source_ranges:
+        body["loadBalancerSourceRanges"] = list(service.load_balancer_source_ranges)
+    if service.external_traffic_policy is not None:
+        body["externalTrafficPolicy"] = service.external_traffic_policy.value
+    metadata = _metadata(
+        owner, name, component, version, annotations=service.annotations, labels=service.labels
+    )
+    return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": body}
+
+
+def build_jobs_runner_service(owner: Owner, version: str) -> Manifest:
+    """The headless Service that the jobs-runner StatefulSet's `serviceName` names.
+
+    A StatefulSet's pods get their stable DNS names from it; nothing routes traffic through it.
+    """
+    component = Component.JOBS_RUNNER
+    name = naming.jobs_runner_service_name(owner.name)
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(owner, name, component, version, service.annotations),
+        "metadata": _metadata(owner, name, component, version),
         "spec": {
-            "type": service.type.value,
+            "clusterIP": "None",
             "selector": naming.selector_labels(owner.name, component),
             "ports": [
-                {"name": "http", "port": service.port, "targetPort": API_PORT, "protocol": "TCP"}
+                {
+                    "name": "health",
+                    "port": JOBS_RUNNER_HEALTH_PORT,
+                    "targetPort": JOBS_RUNNER_HEALTH_PORT,
+                    "protocol": "TCP",
+                }
             ],
         },
     }
 
 
-def build_pod_disruption_budget(owner: Owner, spec: RetoolDeploymentSpec, version: str) -> Manifest:
-    """The api PodDisruptionBudget; ValueError when spec.api.podDisruptionBudget is not set.
+def build_service_account(
+    owner: Owner, spec: RetoolDeploymentSpec, component: Component, version: str
+) -> Manifest:
+    """The ServiceAccount the pods run as, when spec.serviceAccount.create (the default).
+
+    All components share it; it carries the labels of `component`, the first one planned.
+    """
+    account = spec.service_account
+    metadata = _metadata(
+        owner,
+        service_account_name(owner, spec),
+        component,
+        version,
+        annotations=account.annotations,
+        labels=account.labels,
+    )
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": metadata,
+        "automountServiceAccountToken": account.automount_token,
+    }
+
+
+def build_ingress(owner: Owner, spec: RetoolDeploymentSpec, version: str) -> Manifest:
+    """The Ingress `<name>` to the api Service; ValueError when spec.ingress is not set.
+
+    One rule per host (one rule for every host when none is given), each sending the path to the
+    api Service's port, as Retool's Helm chart does (charts/retool/templates/ingress.yaml).
+    """
+    ingress = spec.ingress
+    if ingress is None:
+        raise ValueError("spec.ingress is not set")
+    backend = {
+        "service": {
+            "name": naming.service_name(owner.name),
+            "port": {"number": spec.service.port},
+        }
+    }
+
+    def rule(host: str | None) -> dict[str, Any]:
+        path = {"path": ingress.path, "pathType": ingress.path_type.value, "backend": backend}
+        entry: dict[str, Any] = {"host": host} if host else {}
+        entry["http"] = {"paths": [copy.deepcopy(path)]}
+        return entry
+
+    body: dict[str, Any] = {}
+    if ingress.class_name:
+        body["ingressClassName"] = ingress.class_name
+    body["rules"] = [rule(host) for host in ingress.hosts] or [rule(None)]
+    tls = []
+    for entry in ingress.tls:
+        item: dict[str, Any] = {}
+        if entry.hosts:
+            item["hosts"] = list(entry.hosts)
+        if entry.secret_name:
+            item["secretName"] = entry.secret_name
+        tls.append(item)
+    if tls:
+        body["tls"] = tls
+    name = naming.route_name(owner.name)
+    metadata = _metadata(
+        owner, name, Component.API, version, annotations=ingress.annotations, labels=ingress.labels
+    )
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": metadata,
+        "spec": body,
+    }
+
+
+def build_http_route(owner: Owner, spec: RetoolDeploymentSpec, version: str) -> Manifest:
+    """The Gateway API HTTPRoute `<name>` to the api Service; ValueError when not asked for.
+
+    All paths go to the api Service's port (charts/retool/templates/httproute.yaml does the same).
+    """
+    route = spec.http_route
+    if route is None:
+        raise ValueError("spec.httpRoute is not set")
+    body: dict[str, Any] = {"parentRefs": [ref.to_api() for ref in route.parent_refs]}
+    if route.hostnames:
+        body["hostnames"] = list(route.hostnames)
+    body["rules"] = [
+        {
+            "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+            "backendRefs": [{"name": naming.service_name(owner.name), "port": spec.service.port}],
+        }
+    ]
+    name = naming.route_name(owner.name)
+    metadata = _metadata(
+        owner, name, Component.API, version, annotations=route.annotations, labels=route.labels
+    )
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": metadata,
+        "spec": body,
+    }
+
+
+def build_pod_disruption_budget(
+    owner: Owner, spec: RetoolDeploymentSpec, version: str, component: Component = Component.API
+) -> Manifest:
+    """A component's PodDisruptionBudget; ValueError when its podDisruptionBudget is not set.
 
     The bound the spec sets (the model admits at most one); with neither, maxUnavailable is 1.
     """
-    pdb = spec.api.pod_disruption_budget
+    section = component_spec(spec, component)
+    pdb = section.pod_disruption_budget if isinstance(section, ReplicatedComponentSpec) else None
     if pdb is None:
-        raise ValueError("spec.api.podDisruptionBudget is not set")
-    component = Component.API
+        raise ValueError(f"spec.{component.field} has no podDisruptionBudget")
     body: dict[str, Any] = {
         "selector": {"matchLabels": naming.selector_labels(owner.name, component)}
     }
@@ -473,7 +728,7 @@ def build_pod_disruption_budget(owner: Owner, spec: RetoolDeploymentSpec, versio
         body["minAvailable"] = pdb.min_available
     else:
         body["maxUnavailable"] = 1 if pdb.max_unavailable is None else pdb.max_unavailable
-    name = naming.pod_disruption_budget_name(owner.name)
+    name = naming.pod_disruption_budget_name(owner.name, component)
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
@@ -530,20 +785,33 @@ def build_workload(
 def desired_children(
     owner: Owner, spec: RetoolDeploymentSpec, plan: Mapping[Component, WorkloadPlan]
 ) -> list[Manifest]:
-    """Every child the plan calls for: its workloads, then the api's Service, PDB and HPA.
+    """Every child the plan calls for: the ServiceAccount, the workloads with their Services and
+    PodDisruptionBudgets, then the api's HPA, Ingress and HTTPRoute.
 
     Workloads come in `Component` order whatever the plan's order, so the result is deterministic.
+    The ServiceAccount comes first: a pod that names a missing one cannot be created.
     """
-    children = [
-        build_workload(owner, spec, component, plan[component].version, plan[component].replicas)
-        for component in Component
-        if component in plan
-    ]
+    children: list[Manifest] = []
+    if plan and spec.service_account.create:
+        first = next(c for c in Component if c in plan)
+        children.append(build_service_account(owner, spec, first, plan[first].version))
+    for component in Component:
+        if component not in plan:
+            continue
+        version = plan[component].version
+        children.append(build_workload(owner, spec, component, version, plan[component].replicas))
+        if component is Component.JOBS_RUNNER:
+            children.append(build_jobs_runner_service(owner, version))
+        section = component_spec(spec, component)
+        if isinstance(section, ReplicatedComponentSpec) and section.pod_disruption_budget:
+            children.append(build_pod_disruption_budget(owner, spec, version, component))
     api = plan.get(Component.API)
     if api is not None:
         children.append(build_api_service(owner, spec, api.version))
-        if spec.api.pod_disruption_budget is not None:
-            children.append(build_pod_disruption_budget(owner, spec, api.version))
         if spec.api.autoscaling is not None:
             children.append(build_horizontal_pod_autoscaler(owner, spec, api.version))
+        if spec.ingress is not None:
+            children.append(build_ingress(owner, spec, api.version))
+        if spec.http_route is not None:
+            children.append(build_http_route(owner, spec, api.version))
     return children

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel
 
 from retool_operator.core import models
+from retool_operator.core.kubernetes_types import EMBEDDED_MARK
 from retool_operator.core.naming import MAX_INSTANCE_NAME_LENGTH
 
 Schema = dict[str, Any]
@@ -86,7 +87,12 @@ def structural_schema(model: type[BaseModel], mode: JsonMode, *, defaults: bool)
 def _convert(node: Schema, defs: Schema, *, defaults: bool, path: str) -> Schema:
     """One node, and recursively its children, made structural."""
     out: Schema = {}
-    for key, value in _flatten(node, defs, path).items():
+    flat = _flatten(node, defs, path)
+    if EMBEDDED_MARK in flat:
+        # Kubernetes' own schema of a pod type: structural already, copied as it is.
+        dropped = _DROPPED | {EMBEDDED_MARK, "default"}
+        return {k: copy.deepcopy(v) for k, v in flat.items() if k not in dropped}
+    for key, value in flat.items():
         if key in _DROPPED or (key == "default" and (value is None or not defaults)):
             continue
         if key not in _ALLOWED:

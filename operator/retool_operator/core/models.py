@@ -29,6 +29,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from retool_operator.core import kubernetes_types
+
 GROUP = "retool-operator.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -140,7 +142,9 @@ def cel_pattern(message: str, *, and_rule: str = "") -> Callable[[JsonDict], Non
     """
 
     def replace_pattern(schema: JsonDict) -> None:
-        rule = f"self.matches({cel_literal(schema.pop('pattern'))})"
+        # An optional field (`str | None`) has its pattern inside the non-null option.
+        holder = next((o for o in schema.get("anyOf", []) if "pattern" in o), schema)
+        rule = f"self.matches({cel_literal(holder.pop('pattern'))})"
         if and_rule:
             rule = f"{rule} && {and_rule}"
         schema.setdefault("x-kubernetes-validations", []).append({"rule": rule, "message": message})
@@ -151,6 +155,21 @@ def cel_pattern(message: str, *, and_rule: str = "") -> Callable[[JsonDict], Non
 # The API server applies the defaults of nested fields only inside an object that exists; a
 # `default: {}` on the object makes it exist, so e.g. spec.upgrade.migrationTimeout gets its 30m.
 DEFAULT_EMPTY_OBJECT: JsonDict = {"default": {}}
+
+
+class Component(StrEnum):
+    """Children by role; the value is the `app.kubernetes.io/component` label and name suffix."""
+
+    API = "api"
+    JOBS_RUNNER = "jobs-runner"
+    WORKFLOWS_BACKEND = "workflows-backend"
+    WORKFLOWS_WORKER = "workflows-worker"
+    CODE_EXECUTOR = "code-executor"
+
+    @property
+    def field(self) -> str:
+        """snake_case attribute of the spec and status that describes this component."""
+        return self.value.replace("-", "_")
 
 
 # --- spec -------------------------------------------------------------------------------------
@@ -362,20 +381,20 @@ def _pods_or_percent(field: str) -> JsonDict:
     return cel(
         (
             f"type(self) == int ? self >= 0 : self.matches({cel_literal(PERCENT_PATTERN)})",
-            f"spec.api.podDisruptionBudget.{field} must be a number of pods (0 or more) "
+            f"podDisruptionBudget.{field} must be a number of pods (0 or more) "
             "or a percentage such as 50%",
         )
     )
 
 
 class PodDisruptionBudgetSpec(ApiModel):
-    """A PodDisruptionBudget for the api."""
+    """A PodDisruptionBudget for a component's pods."""
 
     model_config = ConfigDict(
         json_schema_extra=cel(
             (
                 "!(has(self.minAvailable) && has(self.maxUnavailable))",
-                "spec.api.podDisruptionBudget may set minAvailable or maxUnavailable, not both",
+                "podDisruptionBudget may set minAvailable or maxUnavailable, not both",
             )
         )
     )
@@ -408,25 +427,311 @@ class PodDisruptionBudgetSpec(ApiModel):
         return self
 
 
-class ComponentSpec(ApiModel):
-    """Fields shared by every Retool component."""
+# --- pod and container settings: once for all components, and per component -------------------
+# Kubernetes' own field names, so a block can be copied from a PodSpec. How a component's value
+# combines with the shared one is `core/settings.py`'s job (docs/design.md, "Settings").
 
-    resources: ResourceRequirements = Field(
-        default_factory=ResourceRequirements, description="Container compute resources."
+MAX_NAMED_ITEMS = 32
+MAX_CONTAINERS = 16
+MAX_LABELS = 64
+MAX_LABEL_KEY_LENGTH = 317  # a 253-character prefix, '/', a 63-character name
+MAX_LABEL_VALUE_LENGTH = 63
+MAX_GRACE_SECONDS = 86400
+MAX_PROBE_SECONDS = 3600
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# A host name as an Ingress or HTTPRoute takes it: DNS labels, optionally `*.` in front.
+HOSTNAME_PATTERN = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+CIDR_PATTERN = r"^[0-9a-fA-F:.]+/[0-9]{1,3}$"
+# The labels the operator sets on every pod; selectors and tools rely on their values.
+OPERATOR_LABELS = (
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/managed-by",
+    "app.kubernetes.io/version",
+)
+# The Retool container of each component is named after the component.
+RETOOL_CONTAINER_NAMES = tuple(component.value for component in Component)
+
+
+def _unique(field: str, key: str = "name") -> JsonDict:
+    """CEL rule: the items of a list are unique by `key`."""
+    return cel(
+        (
+            f"self.all(x, self.exists_one(y, y.{key} == x.{key}))",
+            f"{field} must not repeat a {key}: each {key} may appear only once",
+        )
     )
-    pod_annotations: dict[str, str] = Field(
-        default_factory=dict, description="Annotations added to the component's pods."
+
+
+def _not_retool_container(field: str) -> JsonDict:
+    """CEL rules: unique names, none of them the name of a Retool container."""
+    names = ", ".join(f"'{name}'" for name in RETOOL_CONTAINER_NAMES)
+    rules = _unique(field)
+    rules["x-kubernetes-validations"].append(
+        {
+            "rule": f"self.all(c, !(c.name in [{names}]))",
+            "message": f"{field} must not be named like a Retool container "
+            f"({', '.join(RETOOL_CONTAINER_NAMES)})",
+        }
     )
-    env: list[EnvVar] = Field(
+    return rules
+
+
+def _check_unique(items: list[JsonDict] | None, key: str, field: str) -> None:
+    """The pydantic side of `_unique`."""
+    values = [item.get(key) for item in items or []]
+    if repeated := sorted({str(v) for v in values if values.count(v) > 1}):
+        raise ValueError(f"{field} must not repeat a {key}; repeated: {', '.join(repeated)}")
+
+
+def _labels_map(description: str, *, operator_labels_allowed: bool = True) -> Any:
+    """A map of labels (or annotations), bounded for the cost of CEL rules over it."""
+    rules: list[tuple[str, str]] = []
+    if not operator_labels_allowed:
+        keys = ", ".join(f"'{k}'" for k in OPERATOR_LABELS)
+        rules.append(
+            (
+                f"self.all(k, !(k in [{keys}]))",
+                "pod.labels must not set the operator's own labels (app.kubernetes.io/name, "
+                "instance, component, managed-by, version): selectors depend on them",
+            )
+        )
+
+    def bound(schema: JsonDict) -> None:
+        schema["maxProperties"] = MAX_LABELS
+        if rules:
+            schema.update(cel(*rules))
+
+    return Field(default_factory=dict, description=description, json_schema_extra=bound)
+
+
+class PullPolicy(StrEnum):
+    ALWAYS = "Always"
+    IF_NOT_PRESENT = "IfNotPresent"
+    NEVER = "Never"
+
+
+class ProbeTimings(ApiModel):
+    """Timing of one probe; the action (the component's health endpoint) is the operator's."""
+
+    initial_delay_seconds: int | None = Field(
+        default=None, ge=0, le=MAX_PROBE_SECONDS, description="Seconds before the first probe."
+    )
+    period_seconds: int | None = Field(
+        default=None, ge=1, le=MAX_PROBE_SECONDS, description="Seconds between probes."
+    )
+    timeout_seconds: int | None = Field(
+        default=None, ge=1, le=MAX_PROBE_SECONDS, description="Seconds a probe may take."
+    )
+    success_threshold: int | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description="Successes in a row that count as healthy (1 for liveness and startup).",
+    )
+    failure_threshold: int | None = Field(
+        default=None, ge=1, le=100000, description="Failures in a row that count as unhealthy."
+    )
+
+
+def _one_success(probe: str) -> tuple[str, str]:
+    return (
+        f"!has(self.{probe}) || !has(self.{probe}.successThreshold) || "
+        f"self.{probe}.successThreshold == 1",
+        f"probes.{probe}.successThreshold must be 1: Kubernetes allows no other value for a "
+        f"{probe} probe",
+    )
+
+
+class Probes(ApiModel):
+    """Timings of the Retool container's probes."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(_one_success("liveness"), _one_success("startup"))
+    )
+
+    startup: ProbeTimings | None = Field(
+        default=None,
+        description="Startup probe: holds the others off while the container starts (the "
+        "jobs-runner's covers spec.upgrade.migrationTimeout).",
+    )
+    readiness: ProbeTimings | None = Field(
+        default=None, description="Readiness probe: when the pod receives traffic."
+    )
+    liveness: ProbeTimings | None = Field(
+        default=None, description="Liveness probe: when the container is restarted."
+    )
+
+    @model_validator(mode="after")
+    def _one_success_only(self) -> Probes:
+        for name in ("liveness", "startup"):
+            probe: ProbeTimings | None = getattr(self, name)
+            if probe is not None and probe.success_threshold not in (None, 1):
+                raise ValueError(f"probes.{name}.successThreshold must be 1")
+        return self
+
+
+def _mount_paths_unique() -> JsonDict:
+    return _unique("volumeMounts", key="mountPath")
+
+
+class ContainerSettings(ApiModel):
+    """Settings of the Retool container (not of sidecars, which carry their own)."""
+
+    security_context: kubernetes_types.SecurityContext | None = Field(
+        default=None,
+        description="The Retool container's securityContext, over the operator's defaults "
+        "(no privilege escalation, all capabilities dropped).",
+    )
+    volume_mounts: list[kubernetes_types.VolumeMount] = Field(
+        default_factory=list,
+        max_length=MAX_NAMED_ITEMS,
+        description="Volumes mounted into the Retool container; each names a volume of pod.volumes "
+        "(a component's mounts may also name a shared volume).",
+        json_schema_extra=_mount_paths_unique(),
+    )
+    image_pull_policy: PullPolicy | None = Field(
+        default=None,
+        description="Always, IfNotPresent or Never; unset, Kubernetes' default for the tag.",
+    )
+    probes: Probes | None = Field(default=None, description="Probe timings.")
+    pre_stop_sleep_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_GRACE_SECONDS,
+        description="Seconds the container waits in preStop before it gets SIGTERM, so that load "
+        "balancers stop sending it traffic first; 0 for none. Default 30 on the api, as "
+        "Retool's Helm chart.",
+    )
+
+    @field_validator("volume_mounts")
+    @classmethod
+    def _unique_mount_paths(cls, mounts: list[JsonDict]) -> list[JsonDict]:
+        _check_unique(mounts, "mountPath", "volumeMounts")
+        return mounts
+
+
+class PodSettings(ApiModel):
+    """Settings of the pods, as in a PodSpec and its metadata."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "!has(self.sidecars) || !has(self.initContainers) || "
+                "self.sidecars.all(s, !self.initContainers.exists(i, i.name == s.name))",
+                "pod.sidecars and pod.initContainers must not share a name",
+            )
+        )
+    )
+
+    labels: dict[str, str] = _labels_map("Labels added to the pods.", operator_labels_allowed=False)
+    annotations: dict[str, str] = _labels_map("Annotations added to the pods.")
+    node_selector: dict[str, str] = _labels_map("Node labels the pods must run on.")
+    tolerations: list[kubernetes_types.Toleration] | None = Field(
+        default=None, max_length=MAX_NAMED_ITEMS, description="Taints the pods tolerate."
+    )
+    affinity: kubernetes_types.Affinity | None = Field(
+        default=None, description="Node affinity and pod (anti-)affinity of the pods."
+    )
+    topology_spread_constraints: list[kubernetes_types.TopologySpreadConstraint] | None = Field(
+        default=None,
+        max_length=MAX_CONTAINERS,
+        description="How the pods spread across zones or nodes.",
+    )
+    priority_class_name: str | None = Field(
+        default=None,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        max_length=MAX_NAME_LENGTH,
+        description="PriorityClass of the pods.",
+        json_schema_extra=cel_pattern(
+            "pod.priorityClassName must be the name of a PriorityClass: lowercase letters, "
+            "digits, '-' and '.'"
+        ),
+    )
+    security_context: kubernetes_types.PodSecurityContext | None = Field(
+        default=None,
+        description="The pods' securityContext, over the operator's default (seccomp "
+        "RuntimeDefault).",
+    )
+    termination_grace_period_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_GRACE_SECONDS,
+        description="Seconds a pod may take to stop. Default 391 on the api and the code "
+        "executor, as Retool's Helm chart, so that running queries finish.",
+    )
+    host_aliases: list[kubernetes_types.HostAlias] | None = Field(
+        default=None, max_length=MAX_NAMED_ITEMS, description="Entries added to /etc/hosts."
+    )
+    volumes: list[kubernetes_types.Volume] = Field(
+        default_factory=list,
+        max_length=MAX_NAMED_ITEMS,
+        description="Volumes of the pods (a database CA, config files, ...).",
+        json_schema_extra=_unique("pod.volumes"),
+    )
+    init_containers: list[kubernetes_types.Container] = Field(
+        default_factory=list,
+        max_length=MAX_CONTAINERS,
+        description="Containers that run to completion before Retool starts.",
+        json_schema_extra=_not_retool_container("pod.initContainers"),
+    )
+    sidecars: list[kubernetes_types.Container] = Field(
+        default_factory=list,
+        max_length=MAX_CONTAINERS,
+        description="Extra containers beside Retool's (a Cloud SQL proxy, ...).",
+        json_schema_extra=_not_retool_container("pod.sidecars"),
+    )
+
+    @model_validator(mode="after")
+    def _names(self) -> PodSettings:
+        _check_unique(self.volumes, "name", "pod.volumes")
+        for field, containers in (
+            ("pod.initContainers", self.init_containers),
+            ("pod.sidecars", self.sidecars),
+        ):
+            _check_unique(containers, "name", field)
+            names = {str(c.get("name")) for c in containers}
+            if clash := sorted(names & set(RETOOL_CONTAINER_NAMES)):
+                raise ValueError(f"{field} must not be named like a Retool container: {clash}")
+        _check_unique(self.init_containers + self.sidecars, "name", "pod containers")
+        if taken := sorted(set(OPERATOR_LABELS) & set(self.labels)):
+            raise ValueError(f"pod.labels must not set the operator's own labels: {taken}")
+        return self
+
+
+def _env_field(description: str) -> Any:
+    return Field(
         default_factory=list,
         max_length=MAX_ENV_VARS,
-        description="Extra environment variables for the container.",
+        description=description,
         json_schema_extra=cel(
             (
                 "self.all(e, self.exists_one(f, f.name == e.name))",
                 "env names must be unique: each variable may appear only once",
             )
         ),
+    )
+
+
+class Settings(ApiModel):
+    """Settings that exist once for all components (spec) and once per component."""
+
+    env: list[EnvVar] = _env_field(
+        "Extra environment variables; a variable the operator sets is replaced by one of the "
+        "same name."
+    )
+    env_from: list[kubernetes_types.EnvFromSource] | None = Field(
+        default=None,
+        max_length=MAX_NAMED_ITEMS,
+        description="Secrets and ConfigMaps whose keys become environment variables.",
+    )
+    pod: PodSettings = Field(
+        default_factory=PodSettings,
+        description="Pod settings: labels, scheduling, security, volumes, extra containers.",
+    )
+    container: ContainerSettings = Field(
+        default_factory=ContainerSettings, description="Settings of the Retool container."
     )
 
     @field_validator("env")
@@ -438,7 +743,23 @@ class ComponentSpec(ApiModel):
         return env
 
 
-class ApiSpec(ComponentSpec):
+class ComponentSpec(Settings):
+    """Fields of every Retool component: its resources and its own settings."""
+
+    resources: ResourceRequirements = Field(
+        default_factory=ResourceRequirements, description="Container compute resources."
+    )
+
+
+class ReplicatedComponentSpec(ComponentSpec):
+    """A component that may run several replicas, and so may have a PodDisruptionBudget."""
+
+    pod_disruption_budget: PodDisruptionBudgetSpec | None = Field(
+        default=None, description="When set, a PodDisruptionBudget protects the pods."
+    )
+
+
+class ApiSpec(ReplicatedComponentSpec):
     """The api (MAIN_BACKEND) Deployment."""
 
     replicas: int = Field(
@@ -449,9 +770,6 @@ class ApiSpec(ComponentSpec):
     )
     autoscaling: AutoscalingSpec | None = Field(
         default=None, description="When set, an HPA scales the api between min and max replicas."
-    )
-    pod_disruption_budget: PodDisruptionBudgetSpec | None = Field(
-        default=None, description="When set, a PodDisruptionBudget protects the api pods."
     )
 
 
@@ -479,7 +797,7 @@ class JobsRunnerSpec(ComponentSpec):
         return replicas
 
 
-class OptionalComponentSpec(ComponentSpec):
+class OptionalComponentSpec(ReplicatedComponentSpec):
     """An optional Deployment: workflows-backend, workflows-worker or code-executor."""
 
     replicas: int = Field(default=1, ge=0, le=1000, description="Replicas of this component.")
@@ -491,17 +809,273 @@ class ServiceType(StrEnum):
     LOAD_BALANCER = "LoadBalancer"
 
 
+class ExternalTrafficPolicy(StrEnum):
+    CLUSTER = "Cluster"
+    LOCAL = "Local"
+
+
 class ServiceSpec(ApiModel):
     """The api Service."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "!has(self.nodePort) || self.type != 'ClusterIP'",
+                "spec.service.nodePort needs type NodePort or LoadBalancer",
+            ),
+            (
+                "!has(self.externalTrafficPolicy) || self.type != 'ClusterIP'",
+                "spec.service.externalTrafficPolicy needs type NodePort or LoadBalancer",
+            ),
+            (
+                "!has(self.loadBalancerClass) || self.type == 'LoadBalancer'",
+                "spec.service.loadBalancerClass needs type LoadBalancer",
+            ),
+            (
+                "!has(self.loadBalancerSourceRanges) || self.type == 'LoadBalancer'",
+                "spec.service.loadBalancerSourceRanges needs type LoadBalancer",
+            ),
+        )
+    )
 
     type: ServiceType = Field(
         default=ServiceType.CLUSTER_IP, description="Service type of the api."
     )
     port: int = Field(default=80, ge=1, le=65535, description="Service port (targets 3000).")
-    annotations: dict[str, str] = Field(
-        default_factory=dict,
-        description="Annotations on the api Service (e.g. load balancer settings).",
+    annotations: dict[str, str] = _labels_map(
+        "Annotations on the api Service (e.g. load balancer settings)."
     )
+    labels: dict[str, str] = _labels_map("Labels added to the api Service.")
+    load_balancer_class: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        description="Load balancer implementation (type LoadBalancer only).",
+    )
+    load_balancer_source_ranges: list[str] | None = Field(
+        default=None,
+        max_length=MAX_NAMED_ITEMS,
+        description="Client CIDRs the load balancer admits (type LoadBalancer only).",
+        json_schema_extra=cel(
+            (
+                f"self.all(r, r.size() <= 64 && r.matches({cel_literal(CIDR_PATTERN)}))",
+                "spec.service.loadBalancerSourceRanges must be CIDRs such as 10.0.0.0/8",
+            )
+        ),
+    )
+    external_traffic_policy: ExternalTrafficPolicy | None = Field(
+        default=None,
+        description="Cluster or Local (NodePort and LoadBalancer only; Local keeps client IPs).",
+    )
+    node_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Node port of a NodePort or LoadBalancer Service; unset, one is chosen.",
+    )
+
+    @field_validator("load_balancer_source_ranges")
+    @classmethod
+    def _cidrs(cls, ranges: list[str] | None) -> list[str] | None:
+        for cidr in ranges or []:
+            if len(cidr) > 64 or not re.fullmatch(CIDR_PATTERN, cidr):
+                raise ValueError(f"{cidr!r} is not a CIDR such as 10.0.0.0/8")
+        return ranges
+
+    @model_validator(mode="after")
+    def _type_fits(self) -> ServiceSpec:
+        cluster_ip = self.type is ServiceType.CLUSTER_IP
+        if cluster_ip and (self.node_port is not None or self.external_traffic_policy):
+            raise ValueError(
+                "nodePort and externalTrafficPolicy need type NodePort or LoadBalancer"
+            )
+        if self.type is not ServiceType.LOAD_BALANCER and (
+            self.load_balancer_class or self.load_balancer_source_ranges is not None
+        ):
+            raise ValueError(
+                "loadBalancerClass and loadBalancerSourceRanges need type LoadBalancer"
+            )
+        return self
+
+
+class ServiceAccountSpec(ApiModel):
+    """The ServiceAccount every Retool pod runs as."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "self.create || has(self.name)",
+                "spec.serviceAccount.name is required when create is false: name the existing "
+                "ServiceAccount the pods run as",
+            )
+        )
+    )
+
+    create: bool = Field(
+        default=True,
+        description="Create the ServiceAccount (owned by the RetoolDeployment); false names an "
+        "existing one.",
+    )
+    name: str | None = Field(
+        default=None,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        max_length=MAX_NAME_LENGTH,
+        description="Its name; default the RetoolDeployment's name.",
+        json_schema_extra=cel_pattern(
+            "spec.serviceAccount.name must be a ServiceAccount name: lowercase letters, digits, "
+            "'-' and '.', starting and ending with a letter or digit"
+        ),
+    )
+    annotations: dict[str, str] = _labels_map(
+        "Annotations on the created ServiceAccount (cloud workload identity, e.g. "
+        "eks.amazonaws.com/role-arn)."
+    )
+    labels: dict[str, str] = _labels_map("Labels added to the created ServiceAccount.")
+    automount_token: bool = Field(
+        default=False,
+        description="Mount the ServiceAccount's API token into the pods; Retool itself does not "
+        "need it.",
+    )
+
+    @model_validator(mode="after")
+    def _named_unless_created(self) -> ServiceAccountSpec:
+        if not self.create and self.name is None:
+            raise ValueError("serviceAccount.name is required when create is false")
+        return self
+
+
+class PathType(StrEnum):
+    EXACT = "Exact"
+    PREFIX = "Prefix"
+    IMPLEMENTATION_SPECIFIC = "ImplementationSpecific"
+
+
+def _hostnames(field: str, description: str, max_items: int) -> Any:
+    return Field(
+        default_factory=list,
+        max_length=max_items,
+        description=description,
+        json_schema_extra=cel(
+            (
+                f"self.all(h, h.size() <= {MAX_NAME_LENGTH} && "
+                f"h.matches({cel_literal(HOSTNAME_PATTERN)}))",
+                f"{field} must be DNS names such as retool.example.com (or *.example.com)",
+            )
+        ),
+    )
+
+
+def _check_hostnames(hosts: list[str]) -> list[str]:
+    for host in hosts:
+        if len(host) > MAX_NAME_LENGTH or not re.fullmatch(HOSTNAME_PATTERN, host):
+            raise ValueError(f"{host!r} is not a DNS name such as retool.example.com")
+    return hosts
+
+
+class IngressTls(ApiModel):
+    """TLS for some of the Ingress's hosts."""
+
+    hosts: list[str] = _hostnames(
+        "spec.ingress.tls[].hosts",
+        "Host names the certificate covers; each one of spec.ingress.hosts.",
+        32,
+    )
+    secret_name: str | None = Field(
+        default=None,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        max_length=MAX_NAME_LENGTH,
+        description="Secret with the certificate (tls.crt, tls.key); unset, the controller's "
+        "default.",
+        json_schema_extra=cel_pattern(
+            "spec.ingress.tls[].secretName must be the name of a Secret in this namespace"
+        ),
+    )
+
+    _hosts = field_validator("hosts")(_check_hostnames)
+
+
+class IngressSpec(ApiModel):
+    """An Ingress `<name>` to the api Service."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "!has(self.tls) || self.tls.all(t, !has(t.hosts) || "
+                "t.hosts.all(h, has(self.hosts) && h in self.hosts))",
+                "spec.ingress.tls[].hosts must each be one of spec.ingress.hosts",
+            )
+        )
+    )
+
+    class_name: str | None = Field(
+        default=None,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        max_length=MAX_NAME_LENGTH,
+        description="IngressClass; unset, the cluster's default class.",
+        json_schema_extra=cel_pattern("spec.ingress.className must be the name of an IngressClass"),
+    )
+    annotations: dict[str, str] = _labels_map("Annotations on the Ingress.")
+    labels: dict[str, str] = _labels_map("Labels added to the Ingress.")
+    hosts: list[str] = _hostnames(
+        "spec.ingress.hosts", "Host names the Ingress serves; none: every host.", 32
+    )
+    tls: list[IngressTls] = Field(
+        default_factory=list, max_length=16, description="TLS certificates by host."
+    )
+    path: str = Field(
+        default="/",
+        pattern=r"^/",
+        max_length=1024,
+        description="Path routed to the api.",
+        json_schema_extra=cel_pattern("spec.ingress.path must start with '/'"),
+    )
+    path_type: PathType = Field(
+        default=PathType.IMPLEMENTATION_SPECIFIC,
+        description="Exact, Prefix or ImplementationSpecific (Retool's Helm chart's default).",
+    )
+
+    _hosts = field_validator("hosts")(_check_hostnames)
+
+    @model_validator(mode="after")
+    def _tls_hosts_served(self) -> IngressSpec:
+        if stray := sorted({h for t in self.tls for h in t.hosts} - set(self.hosts)):
+            raise ValueError(f"spec.ingress.tls[].hosts must each be one of hosts: {stray}")
+        return self
+
+
+class ParentReference(ApiModel):
+    """A Gateway (or listener) the HTTPRoute attaches to, as in Gateway API."""
+
+    group: str | None = Field(
+        default=None, max_length=MAX_NAME_LENGTH, description="API group; default Gateway API's."
+    )
+    kind: str | None = Field(default=None, max_length=63, description="Kind; default Gateway.")
+    namespace: str | None = Field(
+        default=None,
+        pattern=DNS_LABEL_PATTERN,
+        max_length=63,
+        description="Namespace of the Gateway; default the RetoolDeployment's.",
+    )
+    name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH, description="Name of the Gateway.")
+    section_name: str | None = Field(
+        default=None, max_length=MAX_NAME_LENGTH, description="Listener of the Gateway."
+    )
+    port: int | None = Field(default=None, ge=1, le=65535, description="Port of the Gateway.")
+
+
+class HttpRouteSpec(ApiModel):
+    """A Gateway API HTTPRoute `<name>` to the api Service."""
+
+    parent_refs: list[ParentReference] = Field(
+        min_length=1, max_length=32, description="Gateways the route attaches to."
+    )
+    hostnames: list[str] = _hostnames(
+        "spec.httpRoute.hostnames", "Host names the route matches; none: every host.", 16
+    )
+    annotations: dict[str, str] = _labels_map("Annotations on the HTTPRoute.")
+    labels: dict[str, str] = _labels_map("Labels added to the HTTPRoute.")
+
+    _hosts = field_validator("hostnames")(_check_hostnames)
 
 
 class UpgradeStrategy(StrEnum):
@@ -571,8 +1145,51 @@ def _image(default: str, field: str, description: str) -> Any:
     )
 
 
-class RetoolDeploymentSpec(ApiModel):
-    """Desired state of a self-hosted Retool: its version, database, Secrets and components."""
+def _has(path: str) -> str:
+    """CEL: every step of a dotted path under `self` is set."""
+    parts = path.split(".")
+    return " && ".join(f"has(self.{'.'.join(parts[: i + 1])})" for i in range(len(parts)))
+
+
+def _volume_in(scope: str) -> str:
+    """CEL: mount `m` names a volume of `scope`'s pod ('' is the shared one)."""
+    pod = f"{scope}.pod" if scope else "pod"
+    return f"({_has(pod + '.volumes')} && self.{pod}.volumes.exists(v, v.name == m.name))"
+
+
+def _mounts_name_volumes() -> JsonDict:
+    """CEL rules: every volumeMount names a volume its pods have (shared or the component's)."""
+    rules = [
+        {
+            "rule": f"!({_has('container.volumeMounts')}) || "
+            f"self.container.volumeMounts.all(m, {_volume_in('')})",
+            "message": "spec.container.volumeMounts[].name must name a volume of spec.pod.volumes",
+            "fieldPath": ".container.volumeMounts",
+        }
+    ]
+    for component in Component:
+        field = to_camel(component.field)
+        rules.append(
+            {
+                "rule": f"!({_has(field + '.container.volumeMounts')}) || "
+                f"self.{field}.container.volumeMounts.all(m, {_volume_in(field)} || "
+                f"{_volume_in('')})",
+                "message": f"spec.{field}.container.volumeMounts[].name must name a volume of "
+                f"spec.{field}.pod.volumes or spec.pod.volumes",
+                "fieldPath": f".{field}.container.volumeMounts",
+            }
+        )
+    return {"x-kubernetes-validations": rules}
+
+
+class RetoolDeploymentSpec(Settings):
+    """Desired state of a self-hosted Retool: its version, database, Secrets and components.
+
+    The settings it shares with the components (env, envFrom, pod, container) apply to every
+    component; a component's own value wins (core/settings.py).
+    """
+
+    model_config = ConfigDict(json_schema_extra=_mounts_name_volumes())
 
     version: str = Field(
         pattern=VERSION_PATTERN,
@@ -632,7 +1249,38 @@ class RetoolDeploymentSpec(ApiModel):
         description="How version changes roll out.",
         json_schema_extra=DEFAULT_EMPTY_OBJECT,
     )
+    service_account: ServiceAccountSpec = Field(
+        default_factory=ServiceAccountSpec,
+        description="The ServiceAccount every Retool pod runs as.",
+        json_schema_extra=DEFAULT_EMPTY_OBJECT,
+    )
+    ingress: IngressSpec | None = Field(
+        default=None, description="When set, an Ingress <name> routes to the api Service."
+    )
+    http_route: HttpRouteSpec | None = Field(
+        default=None,
+        description="When set, a Gateway API HTTPRoute <name> routes to the api Service.",
+    )
     paused: bool = Field(default=False, description="When true, the operator changes no child.")
+
+    @model_validator(mode="after")
+    def _mounts_name_volumes(self) -> RetoolDeploymentSpec:
+        shared = {v.get("name") for v in self.pod.volumes}
+        for m in self.container.volume_mounts:
+            if m.get("name") not in shared:
+                raise ValueError(f"spec.container.volumeMounts: no volume {m.get('name')!r}")
+        for component in Component:
+            section: ComponentSpec | None = getattr(self, component.field)
+            if section is None:
+                continue
+            own = shared | {v.get("name") for v in section.pod.volumes}
+            for m in section.container.volume_mounts:
+                if m.get("name") not in own:
+                    raise ValueError(
+                        f"spec.{to_camel(component.field)}.container.volumeMounts: "
+                        f"no volume {m.get('name')!r}"
+                    )
+        return self
 
 
 # --- status -----------------------------------------------------------------------------------
@@ -794,21 +1442,6 @@ class RetoolDeploymentStatus(ApiModel):
         # As in metav1.Condition lists: unique by type, and server-side apply merges by type.
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
-
-
-class Component(StrEnum):
-    """Children by role; the value is the `app.kubernetes.io/component` label and name suffix."""
-
-    API = "api"
-    JOBS_RUNNER = "jobs-runner"
-    WORKFLOWS_BACKEND = "workflows-backend"
-    WORKFLOWS_WORKER = "workflows-worker"
-    CODE_EXECUTOR = "code-executor"
-
-    @property
-    def field(self) -> str:
-        """snake_case attribute of the spec and status that describes this component."""
-        return self.value.replace("-", "_")
 
 
 ConditionType = Literal["Ready", "Reconciling", "Stalled", "DatabaseReachable"]

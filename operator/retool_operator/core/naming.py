@@ -44,9 +44,14 @@ def jobs_runner_service_name(instance: str) -> str:
     return workload_name(instance, Component.JOBS_RUNNER)
 
 
-def pod_disruption_budget_name(instance: str) -> str:
-    """Name of the api PodDisruptionBudget."""
-    return workload_name(instance, Component.API)
+def pod_disruption_budget_name(instance: str, component: Component = Component.API) -> str:
+    """Name of a component's PodDisruptionBudget: `<instance>-<component>`."""
+    return workload_name(instance, component)
+
+
+def route_name(instance: str) -> str:
+    """Name of the Ingress and of the HTTPRoute to the api: the instance's own name."""
+    return instance
 
 
 def horizontal_pod_autoscaler_name(instance: str) -> str:

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from retool_operator.core import crd, models
+from retool_operator.core import crd, kubernetes_types, models
 
 HEADER = """# RetoolDeployment reference
 
@@ -20,6 +20,9 @@ Rules in the last column are checked by the API server when the object is admitt
 
 
 def _type(node: dict[str, Any]) -> str:
+    if kind := kubernetes_types.embedded_name(node):
+        # Kubernetes documents its own types: `kubectl explain` shows their fields too.
+        return f"Kubernetes {kind}"
     if node.get("x-kubernetes-int-or-string"):
         return "int or string"
     kind = str(node.get("type", "object"))
@@ -60,6 +63,8 @@ def _rows(node: dict[str, Any], path: str, required: set[str]) -> Iterator[str]:
             f"| {description} | {_rules(child)} |"
         )
         target = child.get("items", child) if child.get("type") == "array" else child
+        if kubernetes_types.embedded_name(target):
+            continue
         yield from _rows(
             target, here + ("[]" if target is not child else ""), set(target.get("required", []))
         )

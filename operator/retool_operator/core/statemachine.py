@@ -479,7 +479,9 @@ def _steady(inp: Inputs, p: _Progress) -> tuple[_Progress, bool]:
     steady = dataclasses.replace(p, plan=plan, waiting="; ".join(lagging))
     secrets = _secrets_blocker(inp)
     if secrets:
-        return _blocked(steady, Reason.SECRET_MISSING, secrets, plan), False
+        # Hold every child as it is: a template naming a missing Secret would give pods that
+        # cannot start, and half of a change is worse than none of it.
+        return _blocked(steady, Reason.SECRET_MISSING, secrets, None), False
     return steady, False
 
 
