@@ -3,10 +3,14 @@
 FROM python:3.11-slim-bookworm AS build
 WORKDIR /src
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+COPY requirements/runtime.lock ./requirements/
+# The locked dependencies (exact versions, hashes checked), then the project without resolving.
+RUN python -m venv /opt/retool-operator \
+    && /opt/retool-operator/bin/pip install --no-cache-dir --require-hashes --no-deps \
+       -r requirements/runtime.lock
 COPY pyproject.toml README.md ./
 COPY operator ./operator
-RUN python -m venv /opt/retool-operator \
-    && /opt/retool-operator/bin/pip install --no-cache-dir . \
+RUN /opt/retool-operator/bin/pip install --no-cache-dir --no-deps --no-build-isolation . \
     && /opt/retool-operator/bin/retool-operator version
 
 FROM python:3.11-slim-bookworm

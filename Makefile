@@ -25,18 +25,35 @@ endif
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-$(BIN)/.installed: pyproject.toml
+# Dependencies come from the lock (exact versions, hashes checked); the project itself is
+# installed on top without resolving anything. `make lock` updates the lock from pyproject.toml.
+LOCK_DEV := requirements/dev.lock
+LOCK_RUNTIME := requirements/runtime.lock
+UV_COMPILE = $(BIN)/uv pip compile pyproject.toml requirements/build.in --universal \
+	--python-version 3.11 --generate-hashes --quiet
+
+$(BIN)/.installed: pyproject.toml $(LOCK_DEV)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK_DEV)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $@
 
 .PHONY: venv
-venv: $(BIN)/.installed ## Create the virtualenv and install the project with its dev tools
+venv: $(BIN)/.installed ## Create the virtualenv from the lock and install the project with its dev tools
+
+.PHONY: lock
+lock: venv ## Re-resolve requirements/*.lock from pyproject.toml (newest allowed versions, with hashes)
+	$(UV_COMPILE) --upgrade -o $(LOCK_RUNTIME)
+	$(UV_COMPILE) --upgrade --extra dev -o $(LOCK_DEV)
 
 .PHONY: binaries
 binaries: ## Build (once, cached outside the repo) the control-plane binaries from the Go module proxy
 	bash hack/build-binaries.sh all
+
+.PHONY: tools
+tools: ## Build (once, cached) helm, kube-score, and the kstatus and Argo CD Lua runners (hack/tools/)
+	bash hack/build-binaries.sh tools
 
 .PHONY: cluster-up
 cluster-up: ## Start the local control plane (kube-apiserver, etcd, ... run by kwokctl); idempotent
@@ -56,27 +73,29 @@ postgres-down: venv ## Stop the local PostgreSQL server
 	$(BIN)/python -m tests.support.pgserver down $(PGDATA_DIR)
 
 .PHONY: crds
-crds: venv ## Regenerate crds/ from the models
+crds: venv ## Regenerate crds/ (and the chart's copy) from the models
 	$(BIN)/retool-operator crds > crds/retooldeployments.yaml
+	cp crds/retooldeployments.yaml charts/retool-operator/crds/retooldeployments.yaml
 
 .PHONY: docs
 docs: venv ## Regenerate docs/crd-reference.md from the models
 	$(BIN)/python -m retool_operator.core.reference > docs/crd-reference.md
 
 .PHONY: lint
-lint: venv ## ruff, formatting, mypy --strict, import-linter contracts
+lint: venv tools binaries ## ruff, formatting, mypy --strict, import-linter contracts, hadolint, helm lint, kube-score
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
+	bash hack/lint-manifests.sh
 
 .PHONY: unit
-unit: venv ## Unit tests of the pure core (no cluster, seconds)
+unit: venv tools ## Unit tests (no cluster; the Argo CD check runs in gopher-lua, the chart in helm)
 	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
 
 .PHONY: e2e
-e2e: venv cluster-up ## End-to-end tests against the local control plane and a real PostgreSQL
+e2e: venv tools cluster-up ## End-to-end tests against the local control plane and a real PostgreSQL
 	$(BIN)/pytest tests/e2e -q -n $(E2E_WORKERS) --basetemp=$(LOCAL)/pytest-e2e $(PYTEST_ARGS)
 
 .PHONY: test

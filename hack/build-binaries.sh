@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds, once, the control-plane binaries the local test cluster runs (docs/design.md §7):
 # kube-apiserver, kube-controller-manager, kube-scheduler and kubectl from k8s.io/kubernetes,
-# etcd from go.etcd.io/etcd/server/v3, and kwok/kwokctl. Everything comes from the Go module proxy
+# etcd from go.etcd.io/etcd/server/v3, and kwok/kwokctl; and (`tools`) what lint and tests run:
+# helm, kube-score, and the small programs of hack/tools/ (kstatus, argocd-lua). Everything comes from the Go module proxy
 # the go command is configured with; nothing else is downloaded. Results are cached outside the
 # repository, keyed by version, and reused.
 set -euo pipefail
@@ -90,11 +91,63 @@ build_kwok() {
   log "kwok $KWOK_VERSION: done"
 }
 
+# A published command: go install PACKAGE@VERSION into DIR (cached, keyed by version).
+go_install() {
+  local what=$1 dir=$2 binary=$3 package=$4 ldflags=${5:-"-s -w"}
+  if [ -x "$dir/$binary" ]; then log "$what: cached in $dir"; return; fi
+  log "$what: go install $package"
+  local started=$SECONDS
+  mkdir -p "$dir.tmp"
+  GOBIN="$dir.tmp" go install -trimpath -ldflags "$ldflags" "$package"
+  rm -rf "$dir"; mv "$dir.tmp" "$dir"
+  log "$what: done in $((SECONDS - started))s"
+}
+
+# One of our small programs (hack/tools/NAME/main.go) built in a throwaway module against one
+# pinned library, resolved from the Go module proxy.
+build_tool() {
+  local name=$1 dir=$2 module=$3
+  if [ -x "$dir/$name" ]; then log "$name ($module): cached in $dir"; return; fi
+  log "$name: building hack/tools/$name against $module"
+  local started=$SECONDS
+  local work; work=$(mktemp -d "${TMPDIR:-/tmp}/$name-build.XXXXXX")
+  cp "$here/tools/$name/main.go" "$work/"
+  (
+    cd "$work"
+    go mod init "local/$name" >/dev/null 2>&1
+    go get "$module"
+    go mod tidy >/dev/null 2>&1
+    mkdir -p "$dir.tmp"
+    go build -trimpath -ldflags "-s -w" -o "$dir.tmp/$name" .
+  ) || { rm -rf "$work"; return 1; }
+  rm -rf "$work"
+  rm -rf "$dir"; mv "$dir.tmp" "$dir"
+  log "$name: done in $((SECONDS - started))s"
+}
+
+build_helm() {
+  go_install "helm $HELM_VERSION" "$HELM_BIN_DIR" helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
+    "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+}
+build_kube_score() {
+  go_install "kube-score $KUBE_SCORE_VERSION" "$KUBE_SCORE_BIN_DIR" kube-score \
+    "github.com/zegl/kube-score/cmd/kube-score@$KUBE_SCORE_VERSION"
+}
+build_kstatus() { build_tool kstatus "$KSTATUS_BIN_DIR" "sigs.k8s.io/cli-utils@$CLI_UTILS_VERSION"; }
+build_argocd_lua() {
+  build_tool argocd-lua "$ARGOCD_LUA_BIN_DIR" "github.com/yuin/gopher-lua@$GOPHER_LUA_VERSION"
+}
+
 mkdir -p "$BIN_CACHE"
 case "${1:-all}" in
   kubernetes) build_kubernetes ;;
   etcd) build_etcd ;;
   kwok) build_kwok ;;
   all) build_kwok; build_etcd; build_kubernetes ;;
-  *) echo "usage: $0 [all|kubernetes|etcd|kwok]" >&2; exit 2 ;;
+  helm) build_helm ;;
+  kube-score) build_kube_score ;;
+  kstatus) build_kstatus ;;
+  argocd-lua) build_argocd_lua ;;
+  tools) build_argocd_lua; build_kstatus; build_kube_score; build_helm ;;
+  *) echo "usage: $0 [all|kubernetes|etcd|kwok|tools|helm|kube-score|kstatus|argocd-lua]" >&2; exit 2 ;;
 esac

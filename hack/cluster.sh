@@ -43,9 +43,9 @@ nodes_ready() {
   [ "$count" -ge 3 ]
 }
 
-# What the cluster was made from; a change (new kwok stages, other versions) means a new cluster.
+# What the cluster was made from; a change (kwok stages or nodes, versions) means a new cluster.
 config_hash() {
-  cat "$here/kwok/stages.yaml" "$here/versions.sh" | sha256sum | cut -c1-16
+  cat "$here/kwok/stages.yaml" "$here/kwok/nodes.yaml" "$here/versions.sh" | sha256sum | cut -c1-16
 }
 hash_file() { echo "$KWOK_WORKDIR/clusters/$CLUSTER_NAME/retool-operator.hash"; }
 

@@ -12,6 +12,9 @@ import yaml
 
 from tests.support.pgserver import APP_PASSWORD
 
+KWOK_READY_DELAY = "pod-ready.stage.kwok.x-k8s.io/delay"
+MIGRATION_SECONDS = "8s"
+
 
 def sample(host: str, port: int, version: str) -> list[dict[str, object]]:
     """The documents to apply: two Secrets and one RetoolDeployment named `retool`."""
@@ -42,6 +45,10 @@ def sample(host: str, port: int, version: str) -> list[dict[str, object]]:
                 },
                 "secretRef": {"name": "retool-secrets"},
                 "api": {"replicas": 2},
+                # On the local control plane kwok makes a pod Ready after this delay: the
+                # jobs-runner "migrates" for a few seconds, so an upgrade shows each step.
+                # Elsewhere the annotation means nothing.
+                "jobsRunner": {"podAnnotations": {KWOK_READY_DELAY: MIGRATION_SECONDS}},
             },
         },
     ]

@@ -1,6 +1,8 @@
 -- Argo CD health check for retool-operator.dev/RetoolDeployment.
 -- Install it under resource.customizations.health.retool-operator.dev_RetoolDeployment in the
 -- argocd-cm ConfigMap (see docs/gitops.md). It reads the kstatus conditions the operator writes.
+-- Argo CD runs it in gopher-lua with only the base, table, package and a reduced os library
+-- (no string, no math): tests/unit/test_argocd_health.py runs it the same way.
 local hs = {}
 
 local function condition(obj, kind)
@@ -14,14 +16,19 @@ local function condition(obj, kind)
   return nil
 end
 
-if obj.spec ~= nil and obj.spec.paused == true then
+local observed = obj.status ~= nil and obj.status.observedGeneration ~= nil
+    and obj.status.observedGeneration >= obj.metadata.generation
+local ready = condition(obj, "Ready")
+local healthy = observed and ready ~= nil and ready.status == "True"
+
+-- Paused and healthy on spec.version is Healthy; paused with a change pending is Suspended.
+if obj.spec ~= nil and obj.spec.paused == true and not healthy then
   hs.status = "Suspended"
   hs.message = "spec.paused is true: the operator changes no child"
   return hs
 end
 
-if obj.status == nil or obj.status.observedGeneration == nil
-    or obj.status.observedGeneration < obj.metadata.generation then
+if not observed then
   hs.status = "Progressing"
   hs.message = "Waiting for the operator to observe the latest spec"
   return hs
@@ -34,8 +41,7 @@ if stalled ~= nil and stalled.status == "True" then
   return hs
 end
 
-local ready = condition(obj, "Ready")
-if ready ~= nil and ready.status == "True" then
+if healthy then
   hs.status = "Healthy"
   hs.message = ready.message or "Ready"
   return hs

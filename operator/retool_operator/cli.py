@@ -45,7 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, then in-cluster)")
     run.add_argument(
-        "--metrics-port", type=int, default=8000, help="Prometheus /metrics port (0: off)"
+        "--metrics-port",
+        type=int,
+        default=8000,
+        help="Prometheus /metrics and readiness /readyz port (0: off)",
     )
     run.add_argument(
         "--health-port", type=int, default=8080, help="liveness endpoint /healthz port (0: off)"

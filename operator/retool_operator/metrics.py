@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
 from datetime import datetime
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from retool_operator.core.models import RetoolDeploymentStatus, Step, UpgradeResult
 from retool_operator.core.statemachine import Decision
@@ -65,9 +69,44 @@ STALLED = Gauge(
 )
 
 
+READINESS_PATH = "/readyz"
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """No access log: Prometheus scrapes and probes are not news."""
+
+
+def _app() -> Callable[[dict[str, Any], Any], Iterable[bytes]]:
+    """/metrics (any other path too, as prometheus_client serves it) and the readiness probe.
+
+    Readiness means "what the metrics Service routes to answers": this server runs once the
+    operator has started (handlers.configure), and /readyz costs nothing, unlike a scrape.
+    The liveness probe is kopf's /healthz on its own port: it fails only when the loop is stuck.
+    """
+    metrics_app = make_wsgi_app()
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == READINESS_PATH:
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"ok\n"]
+        return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+
+    return app
+
+
 def serve(port: int) -> Callable[[], None]:
-    """Expose /metrics on PORT (all interfaces, as a pod's port); returns what stops it."""
-    server, thread = start_http_server(port)
+    """Expose /metrics and /readyz on PORT (all interfaces, as a pod's port); returns what
+    stops it."""
+    server = make_server(
+        "0.0.0.0",  # noqa: S104 (a pod's port)
+        port,
+        _app(),
+        ThreadingWSGIServer,
+        handler_class=_QuietHandler,
+    )
+    thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
+    thread.start()
 
     def stop() -> None:
         server.shutdown()

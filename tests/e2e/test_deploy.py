@@ -44,6 +44,7 @@ def test_apply_k_deploy_succeeds(deployed: str, kube_api: client.ApiClient) -> N
         "clusterrolebinding.rbac.authorization.k8s.io/retool-operator",
         "deployment.apps/retool-operator",
         "service/retool-operator-metrics",
+        "poddisruptionbudget.policy/retool-operator",
     ):
         assert kind_name in deployed
     deployment = client.AppsV1Api(kube_api).read_namespaced_deployment(
@@ -64,7 +65,10 @@ def test_apply_k_deploy_succeeds(deployed: str, kube_api: client.ApiClient) -> N
     assert resources.requests
     assert resources.limits
     assert present(present(container.liveness_probe).http_get).path == "/healthz"
-    assert present(present(container.readiness_probe).http_get).path == "/healthz"
+    readiness = present(present(container.readiness_probe).http_get)
+    assert (readiness.path, readiness.port) == ("/readyz", "metrics")
+    assert present(resources.requests)["ephemeral-storage"]
+    assert present(resources.limits)["ephemeral-storage"]
 
 
 def test_namespaced_variant_renders(kubeconfig: str) -> None:
@@ -141,19 +145,8 @@ def test_verbs_the_operator_does_not_need_are_refused(
     kubeconfig: str, verb: str, resource: str
 ) -> None:
     """Least privilege: what the operator never does, its ServiceAccount may not do."""
-    answer = retool.kubectl(
-        kubeconfig,
-        "auth",
-        "can-i",
-        verb,
-        resource,
-        "-n",
-        "default",
-        "--as",
-        SERVICE_ACCOUNT,
-        check=False,
-    )
-    assert answer.stdout.strip() == "no", (verb, resource, answer.stdout, answer.stderr)
+    answer = retool.can_i(kubeconfig, SERVICE_ACCOUNT, verb, resource, "default")
+    assert answer == "no", (verb, resource, answer)
 
 
 @pytest.mark.usefixtures("deployed")

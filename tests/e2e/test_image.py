@@ -22,37 +22,40 @@ REPO = Path(__file__).resolve().parents[2]
 PREFIX = "/opt/retool-operator"
 
 
-def _build_stage() -> tuple[list[list[str]], str]:
-    """COPY sources and the RUN command of the Dockerfile's first (build) stage."""
+def _build_stage() -> tuple[list[list[str]], list[str]]:
+    """COPY sources and the RUN commands, in order, of the Dockerfile's first (build) stage."""
     text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
     stage = text.split("\nFROM ", 2)[1] if text.startswith("#") else text
     stage = stage.split("\nFROM ")[0]
     copies = [line.split()[1:-1] for line in stage.splitlines() if line.startswith("COPY ")]
     runs = [line[len("RUN ") :] for line in stage.splitlines() if line.startswith("RUN ")]
-    assert len(runs) == 1, runs
-    return copies, runs[0]
+    assert runs
+    return copies, runs
 
 
 def test_dockerfile_install_steps_give_a_working_entry_point(
     tmp_path: Path, kubeconfig: str, kube_api: object, namespace: str
 ) -> None:
     """Install as the image does, then run `retool-operator run` and scrape it."""
-    copies, run = _build_stage()
+    copies, runs = _build_stage()
     context = tmp_path / "src"
     context.mkdir()
     for sources in copies:
         for source in sources:
-            target = context / Path(source).name
+            # Every COPY of the build stage keeps the path it has in the repository.
+            target = context / source
+            target.parent.mkdir(parents=True, exist_ok=True)
             if (REPO / source).is_dir():
                 shutil.copytree(REPO / source, target, ignore=shutil.ignore_patterns("__pycache__"))
             else:
                 shutil.copy(REPO / source, target)
     prefix = tmp_path / "venv"
-    command = run.replace(PREFIX, str(prefix))
-    command = re.sub(r"^python ", f"{sys.executable} ", command)
-    subprocess.run(
-        ["bash", "-c", command], cwd=context, check=True, timeout=600, capture_output=True
-    )
+    for run in runs:
+        command = run.replace(PREFIX, str(prefix))
+        command = re.sub(r"^python ", f"{sys.executable} ", command)
+        subprocess.run(
+            ["bash", "-c", command], cwd=context, check=True, timeout=600, capture_output=True
+        )
     entry = prefix / "bin" / "retool-operator"
     version = subprocess.run([str(entry), "version"], capture_output=True, text=True, check=True)
     assert version.stdout.strip() == "0.1.0"
@@ -78,6 +81,9 @@ def test_dockerfile_install_steps_give_a_working_entry_point(
     )
     try:
         wait_for(lambda: _answers(f"http://127.0.0.1:{health}/healthz"), 60, "/healthz")
+        # Readiness is its own endpoint, on the port the metrics Service routes to.
+        ready = wait_for(lambda: _answers(f"http://127.0.0.1:{metrics}/readyz"), 60, "/readyz")
+        assert ready == "ok\n"
         assert "retool_operator_reconcile_total" in (
             _answers(f"http://127.0.0.1:{metrics}/metrics") or ""
         )

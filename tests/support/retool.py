@@ -37,6 +37,14 @@ def kubectl(kubeconfig: str, *args: str, check: bool = True) -> subprocess.Compl
     )
 
 
+def can_i(kubeconfig: str, account: str, verb: str, resource: str, namespace: str) -> str:
+    """`kubectl auth can-i` as ACCOUNT: "yes" or "no"."""
+    answer = kubectl(
+        kubeconfig, "auth", "can-i", verb, resource, "-n", namespace, "--as", account, check=False
+    )
+    return answer.stdout.strip()
+
+
 def create_secrets(api: client.ApiClient, namespace: str, db: PostgresServer) -> None:
     """The two Secrets a RetoolDeployment references: the database password and Retool's keys."""
     core = client.CoreV1Api(api)

@@ -1040,14 +1040,27 @@ class TestPaused:
         run.settle(5)
         assert [t.decision.plan for t in run.ticks] == [None] * 5
         assert run.status.phase is Phase.PAUSED
+        # A change is pending: not Ready, and in progress for kstatus (Reconciling=True).
         assert cond(run, READY) == ("False", Reason.PAUSED)
-        assert cond(run, RECONCILING) == ("False", Reason.PAUSED)
+        assert cond(run, RECONCILING) == ("True", Reason.PAUSED)
+        assert cond(run, STALLED) == ("False", Reason.NOT_STALLED)
         assert run.status.upgrade is None
         assert run.events == []
         assert set(versions(run).values()) == {OLD}
         run.update_spec(paused=False)
         run.run(budget=60)
         assert_ready_on(run, NEW)
+
+    def test_paused_and_healthy_reads_healthy(self) -> None:
+        """Paused while running spec.version healthily: Ready=True, nothing in progress."""
+        run = installed(OLD)
+        run.update_spec(paused=True)
+        run.settle(3)
+        assert [t.decision.plan for t in run.ticks[-3:]] == [None] * 3
+        assert run.status.phase is Phase.PAUSED
+        assert cond(run, READY) == ("True", Reason.ALL_COMPONENTS_READY)
+        assert cond(run, RECONCILING) == ("False", Reason.PAUSED)
+        assert cond(run, STALLED) == ("False", Reason.NOT_STALLED)
 
     def test_paused_mid_upgrade_keeps_the_step(self) -> None:
         run = installed(OLD, cluster=Cluster(readiness=Readiness(slow={NEW: 4})))
@@ -1059,6 +1072,8 @@ class TestPaused:
         assert u is not None
         assert u.step is Step.MIGRATING_DATABASE
         assert all(t.decision.plan is None for t in run.ticks[-8:])
+        assert cond(run, READY) == ("False", Reason.PAUSED)
+        assert cond(run, RECONCILING) == ("True", Reason.PAUSED)
         run.update_spec(paused=False)
         run.run(budget=60)
         assert_ready_on(run, NEW)

@@ -161,13 +161,20 @@ def spec_schema() -> Schema:
     return structural_schema(models.RetoolDeploymentSpec, "validation", defaults=True)
 
 
+# What a RetoolDeployment without a status reads (docs/gitops.md: kstatus and a fresh object).
+UNOBSERVED_STATUS: Schema = {"observedGeneration": 0}
+
+
 def status_schema() -> Schema:
     """Schema of `status`, as the operator writes it, plus kopf's own bookkeeping.
 
-    No defaults: the status is the operator's record, and the API server should store it as
-    written, not add fields the operator did not write.
+    No defaults inside: the status is the operator's record, and the API server should store it
+    as written, not add fields the operator did not write. One default on the status itself: an
+    object the operator has not looked at yet reads `status: {observedGeneration: 0}`, which
+    kstatus (kubectl wait's peers, Flux, Helm's watcher) reads as InProgress, not Current.
     """
     schema = structural_schema(models.RetoolDeploymentStatus, "serialization", defaults=False)
+    schema["default"] = UNOBSERVED_STATUS
     schema["properties"]["kopf"] = {
         "type": "object",
         "description": "Bookkeeping of kopf, the operator framework (progress of its handlers).",

@@ -213,7 +213,7 @@ def _unhealthy(
     return lagging
 
 
-def _current_replicas(spec: RetoolDeploymentSpec, observed: Snapshot) -> dict[str, int]:
+def current_replicas(spec: RetoolDeploymentSpec, observed: Snapshot) -> dict[str, int]:
     """Replica counts of every component but the jobs-runner, to restore after stopping."""
     saved = {}
     for component in enabled_components(spec):
@@ -310,9 +310,25 @@ def _fail(inp: Inputs, p: _Progress, why: str) -> _Progress:
     return _finish_upgrade(inp, failed, UpgradeResult.FAILED, why)
 
 
+def stops_services(kind: ChangeKind, strategy: UpgradeStrategy) -> bool:
+    """Whether such an upgrade stops every other component while the jobs-runner migrates."""
+    return kind is not ChangeKind.PATCH and strategy is UpgradeStrategy.RECREATE
+
+
+def upgrade_steps(kind: ChangeKind, strategy: UpgradeStrategy) -> tuple[Step, ...]:
+    """The steps an upgrade of KIND under STRATEGY goes through when all goes well, in order."""
+    stopping = (Step.STOPPING_SERVICES,) if stops_services(kind, strategy) else ()
+    return (
+        Step.PREFLIGHT,
+        *stopping,
+        Step.MIGRATING_DATABASE,
+        Step.STARTING_SERVICES,
+        Step.VERIFYING,
+    )
+
+
 def _stops_services(u: UpgradeStatus) -> bool:
-    """Whether this upgrade stops every other component while the jobs-runner migrates."""
-    return u.kind is not ChangeKind.PATCH and u.strategy is UpgradeStrategy.RECREATE
+    return stops_services(u.kind, u.strategy)
 
 
 def _timed_out(inp: Inputs, u: UpgradeStatus, limit: str) -> bool:
@@ -339,6 +355,34 @@ def _database_blocker(probe: DatabaseProbe | None) -> tuple[Reason, str] | None:
 def _secrets_blocker(inp: Inputs) -> str | None:
     missing = inp.observed.missing_secrets
     return f"missing {', '.join(missing)}" if missing else None
+
+
+def preflight_findings(inp: Inputs) -> dict[str, tuple[Reason, str] | None]:
+    """What Preflight checks, each with its blocker (reason, message) or None when it passes.
+
+    The same checks `_preflight` and `_begin_upgrade` make, one by one, for a person to read
+    (kubectl retool plan); decide remains the one judge of what happens.
+    """
+    secrets = _secrets_blocker(inp)
+    current = inp.status.current_version
+    refused = _refused_downgrade(inp, current) if current is not None else None
+    return {
+        "database": _database_blocker(inp.database),
+        "secrets": (Reason.SECRET_MISSING, secrets) if secrets else None,
+        "downgrade": (Reason.DOWNGRADE_REFUSED, refused) if refused else None,
+    }
+
+
+def _refused_downgrade(inp: Inputs, current: str) -> str | None:
+    """Why moving from CURRENT to spec.version is refused as a downgrade, or None."""
+    target = inp.spec.version
+    allowed = inp.annotations.get(ALLOW_DOWNGRADE_ANNOTATION, "").lower() == "true"
+    if current == target or allowed or not classify(current, target).refused_downgrade:
+        return None
+    return (
+        f"spec.version {target} is older than the running {current} across MAJOR.MINOR; "
+        f'set annotation {ALLOW_DOWNGRADE_ANNOTATION}: "true" to downgrade anyway'
+    )
 
 
 def _adopted_version(inp: Inputs) -> str | None:
@@ -409,13 +453,9 @@ def _begin_upgrade(inp: Inputs, p: _Progress) -> tuple[_Progress, bool]:
         )
         return _blocked(p, Reason.UPGRADE_FAILED, message, keep), False
     change = classify(current, target)
-    allowed = inp.annotations.get(ALLOW_DOWNGRADE_ANNOTATION, "").lower() == "true"
-    if change.refused_downgrade and not allowed:
-        message = (
-            f"spec.version {target} is older than the running {current} across MAJOR.MINOR; "
-            f'set annotation {ALLOW_DOWNGRADE_ANNOTATION}: "true" to downgrade anyway'
-        )
-        return _blocked(p, Reason.DOWNGRADE_REFUSED, message, steady_plan(inp.spec, current)), False
+    refused = _refused_downgrade(inp, current)
+    if refused:
+        return _blocked(p, Reason.DOWNGRADE_REFUSED, refused, steady_plan(inp.spec, current)), False
     assert change.kind is not None
     upgrade = UpgradeStatus(
         from_version=current,
@@ -509,7 +549,7 @@ def _preflight(inp: Inputs, p: _Progress) -> tuple[_Progress, bool]:
         return dataclasses.replace(
             p, plan=hold, waiting="preflight: waiting for a fresh database probe"
         ), False
-    saved = _current_replicas(inp.spec, inp.observed)
+    saved = current_replicas(inp.spec, inp.observed)
     ready = dataclasses.replace(p, upgrade=u.model_copy(update={"saved_replicas": saved}))
     stops = _stops_services(u)
     return _to_step(
@@ -738,17 +778,21 @@ def _database_condition(inp: Inputs) -> ConditionState | None:
     return cond.false(cond.DATABASE_REACHABLE, Reason.DATABASE_UNREACHABLE, probe.error or "")
 
 
+_PAUSED_PENDING = "spec.paused is true: children are left as they are, a change is pending"
+
+
 def _conditions(inp: Inputs, p: _Progress, healthy: bool) -> list[ConditionState]:
+    # Paused and healthy on spec.version reads healthy (kstatus Current, Ready=True); paused with
+    # a change pending reads in progress (Reconciling=True, reason Paused) until it is resumed.
     if healthy:
+        suffix = " (paused)" if inp.spec.paused else ""
         ready = cond.true(
-            cond.READY, Reason.ALL_COMPONENTS_READY, f"Retool {inp.spec.version} is Ready"
+            cond.READY, Reason.ALL_COMPONENTS_READY, f"Retool {inp.spec.version} is Ready{suffix}"
         )
     elif p.blocker is not None:
         ready = cond.false(cond.READY, p.blocker.reason, p.blocker.message)
     elif inp.spec.paused:
-        ready = cond.false(
-            cond.READY, Reason.PAUSED, "spec.paused is true: children are left as they are"
-        )
+        ready = cond.false(cond.READY, Reason.PAUSED, _PAUSED_PENDING)
     elif p.upgrade is not None:
         reason = Reason.ROLLING_BACK if p.upgrade.step is Step.ROLLING_BACK else Reason.UPGRADING
         ready = cond.false(cond.READY, reason, f"{_summary(p.upgrade)}: {p.upgrade.step.value}")
@@ -761,9 +805,11 @@ def _conditions(inp: Inputs, p: _Progress, healthy: bool) -> list[ConditionState
         reconciling = cond.false(cond.RECONCILING, p.blocker.reason, "waiting for a person to act")
     else:
         stalled = cond.false(cond.STALLED, Reason.NOT_STALLED)
-        if healthy or inp.spec.paused:
+        if healthy:
             reason = Reason.PAUSED if inp.spec.paused else Reason.RECONCILED
             reconciling = cond.false(cond.RECONCILING, reason)
+        elif inp.spec.paused:
+            reconciling = cond.true(cond.RECONCILING, Reason.PAUSED, _PAUSED_PENDING)
         elif p.upgrade is not None:
             reconciling = cond.true(cond.RECONCILING, p.upgrade.step.value, p.waiting)
         elif p.current_version is None:
@@ -830,8 +876,7 @@ def _api_selector(name: str) -> str:
 
 def _status(inp: Inputs, p: _Progress) -> RetoolDeploymentStatus:
     healthy = (
-        not inp.spec.paused
-        and p.blocker is None
+        p.blocker is None
         and p.upgrade is None
         and p.current_version == inp.spec.version
         and not _unhealthy(
