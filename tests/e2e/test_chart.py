@@ -17,6 +17,7 @@ from kubernetes import client
 from tests.conftest import _file_lock
 from tests.support import retool
 from tests.support.tools import tool
+from tests.support.typed import present
 from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -156,9 +157,11 @@ def test_helm_install_for_real(
             assert deployment.spec.replicas == 2
             wait_for(
                 lambda: (
-                    client.AppsV1Api(kube_api)
-                    .read_namespaced_deployment("retool-operator", namespace)
-                    .status.ready_replicas
+                    present(
+                        client.AppsV1Api(kube_api)
+                        .read_namespaced_deployment("retool-operator", namespace)
+                        .status
+                    ).ready_replicas
                     == 2
                 ),
                 90,
@@ -188,7 +191,7 @@ def test_helm_install_for_real(
                 home=tmp_path,
             )
     gone = client.AppsV1Api(kube_api).list_namespaced_deployment(namespace).items
-    assert [d.metadata.name for d in gone] == []
+    assert [present(d.metadata).name for d in gone] == []
 
 
 @pytest.fixture(autouse=True)

@@ -14,6 +14,7 @@ from kubernetes import client
 
 from tests.support import retool
 from tests.support.pgserver import PostgresServer
+from tests.support.typed import present
 from tests.support.waiting import wait_for
 
 NAME = "rt"
@@ -54,7 +55,7 @@ def _written_by_people(api: client.ApiClient, namespace: str) -> dict[str, Any]:
     metadata = body["metadata"]
     apps = client.AppsV1Api(api)
     children = {
-        item.metadata.name: item.metadata.generation
+        present(item.metadata).name: present(item.metadata).generation
         for listing in (apps.list_namespaced_deployment, apps.list_namespaced_stateful_set)
         for item in listing(namespace).items
     }

@@ -15,6 +15,7 @@ from retool_operator.core.models import (
     UpgradeStrategy,
 )
 from retool_operator.core.observed import Snapshot
+from tests.support.typed import present
 from tests.unit.simulator import Cluster, Readiness, installed, new_run
 
 OLD = "3.148.0-stable"
@@ -40,7 +41,7 @@ def _seen_steps(events: list[statemachine.EventRecord]) -> list[str]:
 def test_the_planned_steps_are_the_steps_the_upgrade_takes(
     strategy: str, target: str, kind: str
 ) -> None:
-    run = installed(OLD, strategy=strategy)  # type: ignore[arg-type]
+    run = installed(OLD, strategy=strategy)
     result = planning.plan(run.inputs(), target)
     assert result.kind == kind
     (hop,) = result.path
@@ -93,7 +94,7 @@ def test_a_missing_secret_and_an_unreachable_database_hold_in_preflight() -> Non
     broken = dataclasses.replace(
         inputs,
         observed=Snapshot(inputs.observed.workloads, missing_secrets=("Secret retool-secrets",)),
-        database=dataclasses.replace(inputs.database, reachable=False, error="refused"),
+        database=dataclasses.replace(present(inputs.database), reachable=False, error="refused"),
     )
     result = planning.plan(broken, NEW)
     checks = {c.name: c for c in result.preflight}
