@@ -48,7 +48,7 @@ def sample(host: str, port: int, version: str) -> list[dict[str, object]]:
                 # On the local control plane kwok makes a pod Ready after this delay: the
                 # jobs-runner "migrates" for a few seconds, so an upgrade shows each step.
                 # Elsewhere the annotation means nothing.
-                "jobsRunner": {"podAnnotations": {KWOK_READY_DELAY: MIGRATION_SECONDS}},
+                "jobsRunner": {"pod": {"annotations": {KWOK_READY_DELAY: MIGRATION_SECONDS}}},
             },
         },
     ]
