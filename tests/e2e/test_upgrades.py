@@ -428,3 +428,49 @@ def test_metrics_follow_an_upgrade(
     assert operator.metric("retool_operator_jobs_runner_ready", **ids) == 1
     assert (operator.metric("retool_operator_reconcile_total", result="ok") or 0) > 0
     assert (operator.metric("retool_operator_reconcile_total", result="error") or 0) == 0
+
+
+@pytest.mark.parametrize("strategy", ["Recreate", "RollingUpdate"])
+@pytest.mark.usefixtures("operator")
+def test_a_settings_change_mid_upgrade_is_carried_along(
+    kube_api: client.ApiClient, namespace: str, retool_secrets: PostgresServer, strategy: str
+) -> None:
+    """A shared pod setting changed while migrations run: the upgrade finishes as one upgrade,
+    the invariants hold, and every component ends on the new version with the new setting."""
+    slow = {"jobsRunner": {"pod": {"annotations": {"pod-ready.stage.kwok.x-k8s.io/delay": "8s"}}}}
+    spec = retool.merge(slow, {"upgrade": {"strategy": strategy}})
+    _install(kube_api, namespace, retool_secrets, spec)
+    wait_for(lambda: retool.ready_on(kube_api, namespace, NAME, OLD), DEADLINE, f"Ready on {OLD}")
+    recreate = strategy == "Recreate"
+    with InvariantMonitor(
+        kube_api,
+        namespace,
+        NAME,
+        new_versions={NEW},
+        recreate=recreate,
+        keep_endpoints=not recreate,
+    ) as monitor:
+        retool.patch_spec(kube_api, namespace, NAME, {"version": NEW})
+        wait_for(
+            lambda: (
+                (retool.get(kube_api, namespace, NAME)["status"].get("upgrade") or {}).get("step")
+                == "MigratingDatabase"
+            ),
+            DEADLINE,
+            "step MigratingDatabase",
+        )
+        retool.patch_spec(kube_api, namespace, NAME, {"pod": {"labels": {"team": "platform"}}})
+        body = wait_for(
+            lambda: retool.ready_on(kube_api, namespace, NAME, NEW), DEADLINE, f"Ready on {NEW}"
+        )
+    _assert_clean(monitor)
+    history = body["status"]["history"]
+    assert [(h["from"], h["to"], h["result"]) for h in history] == [(OLD, NEW, "Succeeded")]
+    pods = client.CoreV1Api(kube_api).list_namespaced_pod(
+        namespace, label_selector=f"app.kubernetes.io/instance={NAME}"
+    )
+    running = [present(p.metadata) for p in pods.items]
+    labels = [m.labels or {} for m in running if m.deletion_timestamp is None]
+    assert labels, "no pods"
+    assert all(label.get("team") == "platform" for label in labels), labels
+    assert set(_images(kube_api, namespace).values()) == {f"tryretool/backend:{NEW}"}
