@@ -77,6 +77,11 @@ crds: venv ## Regenerate crds/ (and the chart's copy) from the models
 	$(BIN)/retool-operator crds > crds/retooldeployments.yaml
 	cp crds/retooldeployments.yaml charts/retool-operator/crds/retooldeployments.yaml
 
+.PHONY: kubernetes-schemas
+kubernetes-schemas: venv ## Regenerate the embedded pod types' schemas from the Kubernetes release's OpenAPI
+	source hack/versions.sh && $(BIN)/python -m hack.kubernetes_schemas --version "$$K8S_VERSION" \
+		> operator/retool_operator/core/kubernetes_schemas.json
+
 .PHONY: docs
 docs: venv ## Regenerate docs/crd-reference.md from the models
 	$(BIN)/python -m retool_operator.core.reference > docs/crd-reference.md

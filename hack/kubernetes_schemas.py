@@ -68,7 +68,8 @@ _DROPPED = frozenset(
         "x-kubernetes-unions",
     }
 )
-_SENTENCE_END = re.compile(r"(?<=[a-z0-9)\]`'\"])\.(\s|$)")
+# A full stop that ends a sentence: after a word, not the abbreviations e.g. and i.e.
+_SENTENCE_END = re.compile(r"(?<=[a-z0-9)\]`'\"])(?<!\be\.g)(?<!\bi\.e)\.(\s|$)")
 
 
 def first_sentence(text: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -327,3 +328,16 @@ def test_component_field_names() -> None:
         "code_executor",
     ]
     assert all(c.field in RetoolDeploymentSpec.model_fields for c in models.Component)
+
+
+def test_every_model_is_complete_at_import() -> None:
+    # A model whose annotations name something defined later is built lazily, and until then
+    # its fields report no alias: the CRD and the wire form would disagree.
+    incomplete = [
+        name
+        for name, value in vars(models).items()
+        if inspect.isclass(value)
+        and issubclass(value, models.ApiModel)
+        and not value.__pydantic_complete__
+    ]
+    assert incomplete == []

@@ -810,6 +810,11 @@ class ServiceType(StrEnum):
     LOAD_BALANCER = "LoadBalancer"
 
 
+# A string in a list that a CEL rule reads: bounded, for the API server's cost estimate.
+HostName = Annotated[str, StringConstraints(max_length=MAX_NAME_LENGTH)]
+Cidr = Annotated[str, StringConstraints(max_length=64)]
+
+
 class ExternalTrafficPolicy(StrEnum):
     CLUSTER = "Cluster"
     LOCAL = "Local"
@@ -949,11 +954,6 @@ class PathType(StrEnum):
     EXACT = "Exact"
     PREFIX = "Prefix"
     IMPLEMENTATION_SPECIFIC = "ImplementationSpecific"
-
-
-# A string in a list that a CEL rule reads: bounded, for the API server's cost estimate.
-HostName = Annotated[str, StringConstraints(max_length=MAX_NAME_LENGTH)]
-Cidr = Annotated[str, StringConstraints(max_length=64)]
 
 
 def _hostnames(field: str, description: str, max_items: int) -> Any:
