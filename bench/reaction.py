@@ -108,9 +108,12 @@ def run(
     create_namespace(api, namespace)
     workloads.create_secrets(api, namespace, db)
     workloads.create_rtd(api, namespace, workloads.rtd(NAME, db, {"api": {"replicas": 1}}))
-    peer = next(
-        c for c in workloads.peer_children(PEER, namespace, db, 1) if c["kind"] == "Deployment"
-    )
+    # The api Deployment, and the ServiceAccount its pods run as.
+    peer_children = workloads.peer_children(PEER, namespace, db, 1)
+    for child in peer_children:
+        if child["kind"] == "ServiceAccount":
+            workloads.create_child(api, child)
+    peer = next(c for c in peer_children if c["kind"] == "Deployment")
     workloads.create_child(api, peer)
     peer_name = peer["metadata"]["name"]
     _poll(lambda: _rtd_settled(api, namespace, 1), SETTLE_TIMEOUT, "the RetoolDeployment")

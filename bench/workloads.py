@@ -77,7 +77,8 @@ def rtd_ready(body: Mapping[str, Any]) -> bool:
 
 def peer_children(name: str, namespace: str, db: PostgresServer, api_replicas: int) -> list[Body]:
     """The children the operator would make for a RetoolDeployment NAME, as plain objects: the
-    jobs-runner StatefulSet, the api Deployment and the api Service."""
+    ServiceAccount, the jobs-runner StatefulSet and its headless Service, the api Deployment and
+    the api Service."""
     spec = RetoolDeploymentSpec.model_validate(
         retool.manifest(name, VERSION, db, {"api": {"replicas": api_replicas}})["spec"]
     )
@@ -106,7 +107,7 @@ def peer_children(name: str, namespace: str, db: PostgresServer, api_replicas: i
 
 
 def create_child(api: client.ApiClient, body: Any) -> None:
-    """POST one peer child (Deployment, StatefulSet or Service)."""
+    """POST one peer child (Deployment, StatefulSet, Service or ServiceAccount)."""
     namespace = body["metadata"]["namespace"]
     kind = body["kind"]
     if kind == "Deployment":
@@ -117,6 +118,10 @@ def create_child(api: client.ApiClient, body: Any) -> None:
         )
     elif kind == "Service":
         client.CoreV1Api(api).create_namespaced_service(namespace, body, _preload_content=False)
+    elif kind == "ServiceAccount":
+        client.CoreV1Api(api).create_namespaced_service_account(
+            namespace, body, _preload_content=False
+        )
     else:
         raise ValueError(f"no peer child of kind {kind}")
 
