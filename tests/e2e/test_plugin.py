@@ -138,10 +138,7 @@ def test_status_during_an_upgrade_and_history(
     _install(kube_api, namespace, retool_secrets, jobsRunner=slow)
     retool.patch_spec(kube_api, namespace, NAME, {"version": NEW})
     wait_for(
-        lambda: (
-            (retool.get(kube_api, namespace, NAME)["status"].get("upgrade") or {}).get("step")
-            == "MigratingDatabase"
-        ),
+        lambda: retool.step(kube_api, namespace, NAME) == "MigratingDatabase",
         DEADLINE,
         "step MigratingDatabase",
     )

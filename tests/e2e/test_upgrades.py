@@ -44,10 +44,6 @@ def _install(
     wait_for(lambda: retool.api_endpoint_ready(api, namespace, NAME), DEADLINE, "api endpoint")
 
 
-def _step(api: client.ApiClient, namespace: str) -> str | None:
-    return ((retool.get(api, namespace, NAME).get("status") or {}).get("upgrade") or {}).get("step")
-
-
 def _event_messages(api: client.ApiClient, namespace: str) -> list[str]:
     events = client.CoreV1Api(api).list_namespaced_event(
         namespace, field_selector=f"involvedObject.name={NAME},involvedObject.kind=RetoolDeployment"
@@ -276,7 +272,7 @@ def test_version_changed_mid_upgrade(
         kube_api, namespace, NAME, new_versions={NEW, NEWER}, recreate=True
     ) as monitor:
         retool.patch_spec(kube_api, namespace, NAME, {"version": NEW})
-        wait_for(lambda: _step(kube_api, namespace) == step, DEADLINE, step)
+        wait_for(lambda: retool.step(kube_api, namespace, NAME) == step, DEADLINE, step)
         retool.patch_spec(kube_api, namespace, NAME, {"version": NEWER})
         body = wait_for(
             lambda: retool.ready_on(kube_api, namespace, NAME, NEWER),
@@ -362,7 +358,7 @@ def test_operator_killed_during_a_step_resumes(
             f"step {step}",
         )
         operator.kill()
-        killed_in = _step(kube_api, namespace)
+        killed_in = retool.step(kube_api, namespace, NAME)
         operator.start()
         wait_for(
             lambda: retool.ready_on(kube_api, namespace, NAME, NEW),
@@ -452,10 +448,7 @@ def test_a_settings_change_mid_upgrade_is_carried_along(
     ) as monitor:
         retool.patch_spec(kube_api, namespace, NAME, {"version": NEW})
         wait_for(
-            lambda: (
-                (retool.get(kube_api, namespace, NAME)["status"].get("upgrade") or {}).get("step")
-                == "MigratingDatabase"
-            ),
+            lambda: retool.step(kube_api, namespace, NAME) == "MigratingDatabase",
             DEADLINE,
             "step MigratingDatabase",
         )

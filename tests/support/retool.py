@@ -136,6 +136,13 @@ def annotate(
     )
 
 
+def step(api: client.ApiClient, namespace: str, name: str) -> str | None:
+    """The step of the upgrade in progress (status.upgrade.step), if any."""
+    status = get(api, namespace, name).get("status") or {}
+    found = (status.get("upgrade") or {}).get("step")
+    return str(found) if found is not None else None
+
+
 def condition(body: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
     """One condition of a RetoolDeployment's status."""
     for item in (body.get("status") or {}).get("conditions") or []:
