@@ -17,12 +17,14 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic.alias_generators import to_camel
 
 from retool_operator.core import builders, naming
 from retool_operator.core.builders import WorkloadPlan, desired_children
 from retool_operator.core.models import (
     API_VERSION,
     KIND,
+    CodeExecutorMode,
     Component,
     EnvVar,
     JobsRunnerSpec,
@@ -98,6 +100,7 @@ FULL: dict[str, Any] = {
         "env": [{"name": "DBCONNECTOR_QUERY_TIMEOUT_MS", "value": "5400000"}],
     },
     "workflowsWorker": {"replicas": 3},
+    "temporal": {"host": "temporal-frontend.temporal"},
     "codeExecutor": {"replicas": 1, "resources": {"limits": {"cpu": "2", "memory": "4Gi"}}},
     "service": {
         "type": "LoadBalancer",
@@ -303,11 +306,18 @@ def specs(draw: st.DrawFn) -> RetoolDeploymentSpec:
         data["api"]["podDisruptionBudget"] = draw(
             st.sampled_from([{}, {"minAvailable": 1}, {"maxUnavailable": "50%"}])
         )
-    for field in ("workflowsBackend", "workflowsWorker", "codeExecutor"):
+    for component in builders.OPTIONAL_COMPONENTS:
+        field = to_camel(component.field)
         if draw(st.booleans()):
             data[field] = component_data(draw, st.integers(0, 5))
             if draw(st.booleans()):
                 data[field]["podDisruptionBudget"] = {"maxUnavailable": 1}
+    if "codeExecutor" in data and draw(st.booleans()):
+        data["codeExecutor"]["mode"] = "Unprivileged"
+    if {"workflowsBackend", "workflowsWorker"} & data.keys() or draw(st.booleans()):
+        data["temporal"] = {"host": draw(names)}
+        if draw(st.booleans()):
+            data["temporal"]["tls"] = {"enabled": True, "secretName": draw(names)}
     if draw(st.booleans()):
         data["serviceAccount"] = draw(
             st.sampled_from([{"name": "retool-sa"}, {"create": False, "name": "existing"}])
@@ -497,6 +507,8 @@ def test_desired_children_follows_the_plan(
             expected += [("StatefulSet", "acme-jobs-runner"), ("Service", "acme-jobs-runner")]
             continue
         expected.append(("Deployment", f"acme-{c.value}"))
+        if c is not Component.API:  # every optional component has a Service, as in the chart
+            expected.append(("Service", f"acme-{c.value}"))
         if getattr(spec, c.field).pod_disruption_budget is not None:
             expected.append(("PodDisruptionBudget", f"acme-{c.value}"))
     if Component.API in plan:
@@ -529,8 +541,16 @@ def test_restrictive_security_context_except_the_code_executor(
         context = container(workload)["securityContext"]
         assert "runAsUser" not in json.dumps(workload)
         assert pod["automountServiceAccountToken"] is False
+        executor = spec.code_executor
         if component_of(workload) is Component.CODE_EXECUTOR:
-            assert context == {"privileged": True}
+            assert executor is not None
+            if executor.mode is CodeExecutorMode.UNPRIVILEGED:
+                assert "privileged" not in context
+                assert context["capabilities"] == {"add": ["NET_ADMIN"]}
+                assert pod["hostUsers"] is False
+            else:
+                assert context == {"privileged": True}
+                assert "hostUsers" not in pod
             assert "securityContext" not in pod
         else:
             assert context == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
@@ -746,11 +766,15 @@ def test_migration_timeout_in_whole_seconds(timeout: str, seconds: str) -> None:
     ],
 )
 def test_workflows_never_migrate(component: Component, service_type: str, port: int) -> None:
+    # The workflows backend runs the db connector in-process when no standalone one runs.
+    in_process = (
+        ",DB_CONNECTOR,DB_SSH_CONNECTOR" if component is Component.WORKFLOWS_BACKEND else ""
+    )
     deployment = builders.build_optional_deployment(
         component, OWNER, spec_of(FULL), "3.200.0-stable", 2
     )
     env = env_of(deployment)
-    assert env["SERVICE_TYPE"]["value"] == service_type
+    assert env["SERVICE_TYPE"]["value"] == f"{service_type}{in_process}"
     assert env["DISABLE_DATABASE_MIGRATIONS"]["value"] == "true"
     assert "DATABASE_MIGRATIONS_TIMEOUT_SECONDS" not in env
     assert container(deployment)["ports"][0]["containerPort"] == port
@@ -768,7 +792,8 @@ def test_code_executor_image_port_and_isolation() -> None:
     assert executor["ports"] == [{"name": "http", "containerPort": 3004, "protocol": "TCP"}]
     assert executor["readinessProbe"]["httpGet"]["port"] == 3004
     # It runs users' code, so it gets neither the database nor Retool's keys.
-    assert set(env_of(deployment)) == {"NODE_ENV"}
+    assert set(env_of(deployment)) == {"NODE_ENV", "NODE_OPTIONS"}
+    assert "args" not in executor  # the image's own entrypoint, as the chart runs it
 
 
 def test_pod_template_details() -> None:

@@ -21,6 +21,7 @@ from retool_operator.core.statemachine import decide_invalid_spec
 from tests.unit.test_builders import MINIMAL, OWNER, spec_of
 
 V = "3.196.1-stable"
+TEMPORAL = {"host": "temporal-frontend.temporal"}
 AUTOSCALED = {**MINIMAL, "api": {"autoscaling": {"minReplicas": 2, "maxReplicas": 10}}}
 
 
@@ -61,12 +62,12 @@ def _live(kind: str, name: str, uid: str) -> dict[str, Any]:
         (MINIMAL, ("Deployment", "acme-api"), False),
         (MINIMAL, ("PodDisruptionBudget", "acme-workflows-worker"), True),
         (
-            {**MINIMAL, "workflowsWorker": {"podDisruptionBudget": {}}},
+            {**MINIMAL, "workflowsWorker": {"podDisruptionBudget": {}}, "temporal": TEMPORAL},
             ("PodDisruptionBudget", "acme-workflows-worker"),
             False,
         ),
         (
-            {**MINIMAL, "workflowsWorker": {}},
+            {**MINIMAL, "workflowsWorker": {}, "temporal": TEMPORAL},
             ("PodDisruptionBudget", "acme-workflows-worker"),
             True,
         ),
