@@ -314,7 +314,8 @@ def specs(draw: st.DrawFn) -> RetoolDeploymentSpec:
                 data[field]["podDisruptionBudget"] = {"maxUnavailable": 1}
     if "codeExecutor" in data and draw(st.booleans()):
         data["codeExecutor"]["mode"] = "Unprivileged"
-    if {"workflowsBackend", "workflowsWorker"} & data.keys() or draw(st.booleans()):
+    workflows = bool({"workflowsBackend", "workflowsWorker"} & data.keys())
+    if workflows or draw(st.booleans()):
         data["temporal"] = {"host": draw(names)}
         if draw(st.booleans()):
             data["temporal"]["tls"] = {"enabled": True, "secretName": draw(names)}

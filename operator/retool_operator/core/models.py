@@ -1549,6 +1549,10 @@ class ComponentStatus(ApiModel):
     ready_replicas: int = Field(default=0, description="Ready replicas.")
     updated_replicas: int = Field(default=0, description="Replicas on the current template.")
     version: str | None = Field(default=None, description="Version of the component's template.")
+    summary: str | None = Field(
+        default=None,
+        description="READY/REPLICAS VERSION, e.g. '2/2 3.196.1-stable', for kubectl get -o wide.",
+    )
 
 
 class HistoryEntry(ApiModel):
