@@ -258,6 +258,9 @@ def required_secrets(spec: RetoolDeploymentSpec) -> list[tuple[str, str | None]]
         (spec.secret_ref.name, LICENSE_KEY_KEY),
         (spec.secret_ref.name, ENCRYPTION_KEY_KEY),
     ]
+    tls = spec.temporal.tls if spec.temporal is not None else None
+    if tls is not None and tls.enabled and tls.secret_name is not None:
+        needed += [(tls.secret_name, tls.cert_key), (tls.secret_name, tls.key_key)]
     for component in Component:
         if getattr(spec, component.field) is None:
             continue

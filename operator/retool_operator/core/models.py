@@ -866,7 +866,11 @@ class TemporalTlsSpec(ApiModel):
 
     model_config = ConfigDict(
         json_schema_extra=cel(
-            ("!self.enabled || has(self.secretName)", TEMPORAL_TLS_CERTIFICATES_MESSAGE)
+            # has(): the API server checks the rule against the `{}` default as well.
+            (
+                "!(has(self.enabled) && self.enabled) || has(self.secretName)",
+                TEMPORAL_TLS_CERTIFICATES_MESSAGE,
+            )
         )
     )
 
