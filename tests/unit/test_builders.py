@@ -1053,3 +1053,103 @@ def test_required_secrets_cover_env_from_and_secret_key_refs() -> None:
         # The code executor's own envFrom replaces the shared list (lists are replaced whole).
         ("sandbox", None),
     ]
+
+
+# --- service types and wiring (docs/design.md §10) ---------------------------------------------
+
+EVERY_SERVICE_TYPE: dict[str, Any] = {
+    **MINIMAL,
+    "workflowsBackend": {},
+    "workflowsWorker": {},
+    "codeExecutor": {},
+    "dbConnector": {},
+    "multiplayer": {},
+    "temporal": {"host": "temporal.example.com", "tls": {"enabled": True, "secretName": "tls"}},
+    "ingress": {"hosts": ["retool.example.com"]},
+    "httpRoute": {"parentRefs": [{"name": "gateway"}]},
+}
+WIRING_NAMES = (
+    "WORKFLOW_TEMPORAL_CLUSTER_FRONTEND_HOST",
+    "WORKFLOW_TEMPORAL_TLS_KEY",
+    "WORKFLOW_BACKEND_HOST",
+    "CODE_EXECUTOR_INGRESS_DOMAIN",
+    "DB_CONNECTOR_HOST",
+    "DB_SSH_CONNECTOR_HOST",
+)
+
+
+def _every_plan(spec: RetoolDeploymentSpec) -> dict[Component, WorkloadPlan]:
+    return {
+        c: WorkloadPlan("3.196.1-stable", 1)
+        for c in Component
+        if getattr(spec, c.field) is not None
+    }
+
+
+@pytest.mark.parametrize(
+    ("component", "wired"),
+    [
+        # The chart's wiring matrix: which of WIRING_NAMES each component gets.
+        (Component.API, set(WIRING_NAMES)),
+        (
+            Component.JOBS_RUNNER,
+            {"WORKFLOW_TEMPORAL_CLUSTER_FRONTEND_HOST", "WORKFLOW_TEMPORAL_TLS_KEY"},
+        ),
+        (Component.WORKFLOWS_BACKEND, set(WIRING_NAMES)),
+        (Component.WORKFLOWS_WORKER, set(WIRING_NAMES) - {"DB_SSH_CONNECTOR_HOST"}),
+        (Component.CODE_EXECUTOR, set()),
+        (Component.DB_CONNECTOR, {"WORKFLOW_BACKEND_HOST"}),
+        (Component.MULTIPLAYER, set()),
+    ],
+)
+def test_each_component_gets_the_chart_s_wiring(component: Component, wired: set[str]) -> None:
+    spec = spec_of(EVERY_SERVICE_TYPE)
+    children = desired_children(OWNER, spec, _every_plan(spec))
+    workload = next(w for w in workloads(children) if component_of(w) is component)
+    env = env_of(workload)
+    assert {n for n in WIRING_NAMES if n in env} == wired
+    if "WORKFLOW_BACKEND_HOST" in wired:
+        assert env["WORKFLOW_BACKEND_HOST"]["value"] == "http://acme-workflows-backend"
+    if "DB_CONNECTOR_HOST" in wired:
+        assert env["DB_CONNECTOR_PORT"]["value"] == "3002"
+    if "WORKFLOW_TEMPORAL_TLS_KEY" in wired:
+        assert env["WORKFLOW_TEMPORAL_TLS_KEY"]["valueFrom"]["secretKeyRef"] == {
+            "name": "tls",
+            "key": "temporal-tls-key",
+        }
+
+
+def test_without_the_standalone_db_connector_the_backends_run_it_and_nothing_points_at_it() -> None:
+    spec = spec_of({**EVERY_SERVICE_TYPE, "dbConnector": None})
+    children = desired_children(OWNER, spec, _every_plan(spec))
+    kinds = {(c["kind"], c["metadata"]["name"]) for c in children}
+    assert ("Service", "acme-db-connector") not in kinds
+    for workload in workloads(children):
+        env = env_of(workload)
+        assert "DB_CONNECTOR_HOST" not in env
+        if component_of(workload) in (Component.API, Component.WORKFLOWS_BACKEND):
+            assert env["SERVICE_TYPE"]["value"].endswith(",DB_CONNECTOR,DB_SSH_CONNECTOR")
+
+
+def test_multiplayer_is_routed_before_the_api() -> None:
+    spec = spec_of(EVERY_SERVICE_TYPE)
+    children = desired_children(OWNER, spec, _every_plan(spec))
+    ingress = next(c for c in children if c["kind"] == "Ingress")
+    paths = ingress["spec"]["rules"][0]["http"]["paths"]
+    assert [(p["path"], p["backend"]["service"]["name"]) for p in paths] == [
+        ("/api/multiplayer", "acme-multiplayer"),
+        ("/", "acme-api"),
+    ]
+    route = next(c for c in children if c["kind"] == "HTTPRoute")
+    assert [r["backendRefs"][0]["name"] for r in route["spec"]["rules"]] == [
+        "acme-api",
+        "acme-multiplayer",
+    ]
+
+
+def test_temporal_tls_secret_is_required() -> None:
+    needed = builders.required_secrets(spec_of(EVERY_SERVICE_TYPE))
+    assert ("tls", "temporal-tls-crt") in needed
+    assert ("tls", "temporal-tls-key") in needed
+    plain = builders.required_secrets(spec_of({**EVERY_SERVICE_TYPE, "temporal": {"host": "t"}}))
+    assert not any(name == "tls" for name, _ in plain)
