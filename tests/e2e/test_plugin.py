@@ -134,7 +134,7 @@ def test_status_during_an_upgrade_and_history(
     kube_api: client.ApiClient, kubeconfig: str, namespace: str, retool_secrets: PostgresServer
 ) -> None:
     """status shows the step, the hop and what the operator waits for; history the result."""
-    slow = {"podAnnotations": {"pod-ready.stage.kwok.x-k8s.io/delay": "40s"}}
+    slow = {"pod": {"annotations": {"pod-ready.stage.kwok.x-k8s.io/delay": "40s"}}}
     _install(kube_api, namespace, retool_secrets, jobsRunner=slow)
     retool.patch_spec(kube_api, namespace, NAME, {"version": NEW})
     wait_for(

@@ -18,7 +18,7 @@ import pytest
 from kubernetes import client
 
 from tests.support import retool
-from tests.support.invariants import InvariantMonitor
+from tests.support.invariants import InvariantMonitor, watched_upgrade
 from tests.support.pgserver import PostgresServer
 from tests.support.waiting import wait_for
 
@@ -222,17 +222,6 @@ def _install(
     wait_for(lambda: retool.ready_on(api, namespace, NAME, OLD), DEADLINE, f"Ready on {OLD}")
 
 
-def _has_ready_endpoint(api: client.ApiClient, namespace: str, service: str) -> bool:
-    slices = client.DiscoveryV1Api(api).list_namespaced_endpoint_slice(
-        namespace, label_selector=f"kubernetes.io/service-name={service}"
-    )
-    return any(
-        endpoint.conditions and endpoint.conditions.ready
-        for item in slices.items
-        for endpoint in item.endpoints or []
-    )
-
-
 @pytest.mark.usefixtures("operator")
 def test_every_service_type_matches_the_chart(
     kube_api: client.ApiClient, namespace: str, retool_secrets: PostgresServer, kubeconfig: str
@@ -259,7 +248,7 @@ def test_every_service_type_matches_the_chart(
             assert ports == list(chart.service), component
             assert service["type"] == "ClusterIP"
             wait_for(
-                functools.partial(_has_ready_endpoint, kube_api, namespace, name),
+                functools.partial(retool.endpoint_ready, kube_api, namespace, name),
                 DEADLINE,
                 f"a ready endpoint behind {name}",
             )
@@ -298,14 +287,15 @@ def test_every_service_type_matches_the_chart(
     assert default.splitlines()[0].split() == ["NAME", "VERSION", "PHASE", "READY", "AGE"]
 
 
-def _workloads_on(api: client.ApiClient, namespace: str, version: str) -> dict[str, int]:
-    """Per component, the ready replicas of its workload when its template runs VERSION."""
-    ready = {}
-    for component in COMPONENTS:
-        template = _template(api, namespace, component)
-        if template["spec"]["containers"][0]["image"].endswith(f":{version}"):
-            ready[component] = 1
-    return ready
+def _components_on(api: client.ApiClient, namespace: str, version: str) -> set[str]:
+    """The components whose workload's template runs VERSION."""
+    return {
+        component
+        for component in COMPONENTS
+        if _template(api, namespace, component)["spec"]["containers"][0]["image"].endswith(
+            f":{version}"
+        )
+    }
 
 
 @pytest.mark.parametrize("strategy", ["Recreate", "RollingUpdate"])
@@ -316,24 +306,14 @@ def test_minor_upgrade_with_every_component(
     _install(
         kube_api, namespace, retool_secrets, retool.merge(ALL, {"upgrade": {"strategy": strategy}})
     )
-    recreate = strategy == "Recreate"
-    with InvariantMonitor(
-        kube_api,
-        namespace,
-        NAME,
-        new_versions={NEW},
-        recreate=recreate,
-        keep_endpoints=not recreate,
-    ) as monitor:
-        retool.patch_spec(kube_api, namespace, NAME, {"version": NEW})
-        body = wait_for(
-            lambda: retool.ready_on(kube_api, namespace, NAME, NEW), DEADLINE, f"Ready on {NEW}"
-        )
+    monitor, body = watched_upgrade(
+        kube_api, namespace, NAME, NEW, recreate=strategy == "Recreate", deadline=DEADLINE
+    )
     assert monitor.violations == [], monitor.first_seen
     assert "MigratingDatabase" in monitor.steps
     # Every component's pods were seen, and all of them run the new version now.
     assert set(COMPONENTS) <= monitor.components_seen, monitor.components_seen
-    assert _workloads_on(kube_api, namespace, NEW) == dict.fromkeys(COMPONENTS, 1)
+    assert _components_on(kube_api, namespace, NEW) == set(COMPONENTS)
     assert body["status"]["history"][-1]["result"] == "Succeeded"
 
 
@@ -372,7 +352,7 @@ def test_patch_with_every_component_stops_nothing_and_a_broken_release_returns_a
         )
     assert monitor.violations == [], monitor.first_seen
     assert body["status"]["history"][-1]["result"] == "RolledBack"
-    assert _workloads_on(kube_api, namespace, PATCH) == dict.fromkeys(COMPONENTS, 1)
+    assert _components_on(kube_api, namespace, PATCH) == set(COMPONENTS)
     status = body["status"]
     for component in COMPONENTS:
         key = "".join(w.capitalize() if i else w for i, w in enumerate(component.split("-")))

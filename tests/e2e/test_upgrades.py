@@ -16,7 +16,7 @@ import pytest
 from kubernetes import client
 
 from tests.support import pgserver, retool
-from tests.support.invariants import InvariantMonitor
+from tests.support.invariants import InvariantMonitor, watched_upgrade
 from tests.support.operator_process import OperatorProcess
 from tests.support.pgserver import PostgresServer
 from tests.support.typed import present
@@ -102,18 +102,9 @@ def test_minor_upgrade(
     spec = retool.merge(SLOW_MIGRATION, {"upgrade": {"strategy": strategy}})
     _install(kube_api, namespace, retool_secrets, spec)
     recreate = strategy == "Recreate"
-    with InvariantMonitor(
-        kube_api,
-        namespace,
-        NAME,
-        new_versions={NEW},
-        recreate=recreate,
-        keep_endpoints=not recreate,
-    ) as monitor:
-        retool.patch_spec(kube_api, namespace, NAME, {"version": NEW})
-        body = wait_for(
-            lambda: retool.ready_on(kube_api, namespace, NAME, NEW), DEADLINE, f"Ready on {NEW}"
-        )
+    monitor, body = watched_upgrade(
+        kube_api, namespace, NAME, NEW, recreate=recreate, deadline=DEADLINE
+    )
     _assert_clean(monitor)
     expected = STEP_ORDER if recreate else [s for s in STEP_ORDER if s != "StoppingServices"]
     assert _steps_in_events(kube_api, namespace) == expected[1:]

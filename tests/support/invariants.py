@@ -22,6 +22,7 @@ from typing import Any
 
 from kubernetes import client, watch
 
+from tests.support import retool
 from tests.support.retool import GROUP, PLURAL, VERSION
 from tests.support.waiting import wait_for
 
@@ -254,3 +255,31 @@ class InvariantMonitor:
                     and entry.get("subresource") != "status"
                 ):
                     self._violation("the operator wrote the RetoolDeployment's spec")
+
+
+def watched_upgrade(
+    api: client.ApiClient,
+    namespace: str,
+    instance: str,
+    version: str,
+    *,
+    recreate: bool,
+    deadline: float,
+) -> tuple[InvariantMonitor, dict[str, Any]]:
+    """Set spec.version to VERSION under a monitor (the api Service watched under RollingUpdate)
+    and wait until the RetoolDeployment is Ready on it; the monitor and that RetoolDeployment."""
+    with InvariantMonitor(
+        api,
+        namespace,
+        instance,
+        new_versions={version},
+        recreate=recreate,
+        keep_endpoints=not recreate,
+    ) as monitor:
+        retool.patch_spec(api, namespace, instance, {"version": version})
+        body: dict[str, Any] = wait_for(
+            lambda: retool.ready_on(api, namespace, instance, version),
+            deadline,
+            f"Ready on {version}",
+        )
+    return monitor, body
