@@ -36,6 +36,8 @@ ALL: dict[str, Any] = {
     "codeExecutor": {"mode": "Unprivileged"},
     "dbConnector": {"podDisruptionBudget": {"maxUnavailable": 1}},
     "multiplayer": {},
+    "agentWorker": {},
+    "agentEvalWorker": {},
     "temporal": {
         "host": TEMPORAL_HOST,
         "namespace": "acme.a1b2c",
@@ -52,8 +54,9 @@ COMPONENTS = (
     "code-executor",
     "db-connector",
     "multiplayer",
+    "agent-worker",
+    "agent-eval-worker",
 )
-OPTIONAL = COMPONENTS[2:]
 
 
 def _url(component: str) -> str:
@@ -85,6 +88,7 @@ CALLS_WORKFLOWS = {
 WIRING = (
     {*TEMPORAL, *DB_CONNECTOR, *DB_SSH_CONNECTOR, *CALLS_WORKFLOWS}
     | {"DISABLE_DATABASE_MIGRATIONS", "WORKFLOW_WORKER_HEALTHCHECK_PORT", "MULTIPLAYER_SERVER_PORT"}
+    | {"WORKER_TEMPORAL_TASKQUEUE"}
     | {"POSTGRES_HOST", "LICENSE_KEY"}
 )
 BACKEND = {"POSTGRES_HOST": "pg", "LICENSE_KEY": "secret retool-secrets/license-key"}
@@ -148,6 +152,28 @@ CHART = {
         ((3005, 3005), (9090, 9090)),
         {"NODE_OPTIONS": "--max_old_space_size=1024", "DBCONNECTOR_QUERY_TIMEOUT_MS": "5400000"},
     ),
+    # _workers.tpl again: the agent kinds differ in SERVICE_TYPE, task queue and health port.
+    **{
+        component: Chart(
+            service_type,
+            (port, 9090),
+            ("/api/checkHealth", port),
+            {
+                **BACKEND,
+                **NO_MIGRATIONS,
+                **TEMPORAL,
+                **DB_CONNECTOR,
+                **CALLS_WORKFLOWS,
+                "WORKFLOW_WORKER_HEALTHCHECK_PORT": str(port),
+                "WORKER_TEMPORAL_TASKQUEUE": queue,
+            },
+            ((port, port), (9090, 9090)),
+        )
+        for component, service_type, port, queue in (
+            ("agent-worker", "WORKFLOW_TEMPORAL_WORKER", 3005, "agent"),
+            ("agent-eval-worker", "AGENT_EVAL_TEMPORAL_WORKER", 3012, "agent-eval"),
+        )
+    },
     # deployment_code_executor.yaml: no SERVICE_TYPE, no database, no keys.
     "code-executor": Chart(
         None,

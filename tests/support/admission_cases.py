@@ -97,6 +97,8 @@ COMPONENT_FIELDS = (
     "codeExecutor",
     "dbConnector",
     "multiplayer",
+    "agentWorker",
+    "agentEvalWorker",
 )
 
 
@@ -427,7 +429,19 @@ INVALID = [
         "workflows-without-temporal",
         _spec(workflowsWorker={}),
         "spec.temporal",
-        "spec.temporal.host is required when spec.workflowsBackend or spec.workflowsWorker",
+        "spec.temporal.host is required when spec.workflowsBackend, spec.workflowsWorker",
+    ),
+    Case(
+        "agents-without-workflows",
+        _spec(agentEvalWorker={}, temporal=TEMPORAL),
+        "spec.workflowsBackend",
+        "spec.workflowsBackend is required when spec.agentWorker or spec.agentEvalWorker",
+    ),
+    Case(
+        "agents-without-temporal",
+        _spec(agentWorker={}, workflowsBackend={}),
+        "spec.temporal",
+        "spec.temporal.host is required when",
     ),
     Case(
         "temporal-tls-without-its-secret",
@@ -752,6 +766,8 @@ VALID = [
             codeExecutor={"mode": "Unprivileged"},
             dbConnector={"replicas": 2, "podDisruptionBudget": {"maxUnavailable": 1}},
             multiplayer={},
+            agentWorker={"replicas": 2},
+            agentEvalWorker={},
             temporal={**TEMPORAL, "port": 7233, "tls": {"enabled": True, "secretName": "tls"}},
         ),
     ),
@@ -809,6 +825,8 @@ def full_status() -> RetoolDeploymentStatus:
         code_executor=component,
         db_connector=component,
         multiplayer=component,
+        agent_worker=component,
+        agent_eval_worker=component,
         history=[
             models.HistoryEntry(
                 from_version="3.180.0",

@@ -312,9 +312,11 @@ def specs(draw: st.DrawFn) -> RetoolDeploymentSpec:
             data[field] = component_data(draw, st.integers(0, 5))
             if draw(st.booleans()):
                 data[field]["podDisruptionBudget"] = {"maxUnavailable": 1}
+    if {"agentWorker", "agentEvalWorker"} & data.keys():
+        data.setdefault("workflowsBackend", {})  # the agent workers run on Workflows
     if "codeExecutor" in data and draw(st.booleans()):
         data["codeExecutor"]["mode"] = "Unprivileged"
-    workflows = bool({"workflowsBackend", "workflowsWorker"} & data.keys())
+    workflows = bool({"workflowsBackend", "workflowsWorker"} & data.keys())  # agents imply it
     if workflows or draw(st.booleans()):
         data["temporal"] = {"host": draw(names)}
         if draw(st.booleans()):
@@ -1064,6 +1066,8 @@ EVERY_SERVICE_TYPE: dict[str, Any] = {
     "codeExecutor": {},
     "dbConnector": {},
     "multiplayer": {},
+    "agentWorker": {},
+    "agentEvalWorker": {},
     "temporal": {"host": "temporal.example.com", "tls": {"enabled": True, "secretName": "tls"}},
     "ingress": {"hosts": ["retool.example.com"]},
     "httpRoute": {"parentRefs": [{"name": "gateway"}]},
@@ -1097,6 +1101,8 @@ def _every_plan(spec: RetoolDeploymentSpec) -> dict[Component, WorkloadPlan]:
         ),
         (Component.WORKFLOWS_BACKEND, set(WIRING_NAMES)),
         (Component.WORKFLOWS_WORKER, set(WIRING_NAMES) - {"DB_SSH_CONNECTOR_HOST"}),
+        (Component.AGENT_WORKER, set(WIRING_NAMES) - {"DB_SSH_CONNECTOR_HOST"}),
+        (Component.AGENT_EVAL_WORKER, set(WIRING_NAMES) - {"DB_SSH_CONNECTOR_HOST"}),
         (Component.CODE_EXECUTOR, set()),
         (Component.DB_CONNECTOR, {"WORKFLOW_BACKEND_HOST"}),
         (Component.MULTIPLAYER, set()),
@@ -1153,3 +1159,35 @@ def test_temporal_tls_secret_is_required() -> None:
     assert ("tls", "temporal-tls-key") in needed
     plain = builders.required_secrets(spec_of({**EVERY_SERVICE_TYPE, "temporal": {"host": "t"}}))
     assert not any(name == "tls" for name, _ in plain)
+
+
+@pytest.mark.parametrize(
+    ("component", "service_type", "port", "queue"),
+    [
+        # charts/retool/templates/_workers.tpl
+        (Component.WORKFLOWS_WORKER, "WORKFLOW_TEMPORAL_WORKER", 3005, None),
+        (Component.AGENT_WORKER, "WORKFLOW_TEMPORAL_WORKER", 3005, "agent"),
+        (Component.AGENT_EVAL_WORKER, "AGENT_EVAL_TEMPORAL_WORKER", 3012, "agent-eval"),
+    ],
+)
+def test_worker_kinds(
+    component: Component, service_type: str, port: int, queue: str | None
+) -> None:
+    spec = spec_of(EVERY_SERVICE_TYPE)
+    children = desired_children(OWNER, spec, _every_plan(spec))
+    workload = next(w for w in workloads(children) if component_of(w) is component)
+    env = {name: entry.get("value") for name, entry in env_of(workload).items()}
+    assert env["SERVICE_TYPE"] == service_type
+    assert env["WORKFLOW_WORKER_HEALTHCHECK_PORT"] == str(port)
+    assert env.get("WORKER_TEMPORAL_TASKQUEUE") == queue
+    assert env["DISABLE_DATABASE_MIGRATIONS"] == "true"
+    assert [p["containerPort"] for p in container(workload)["ports"]] == [port, 9090]
+    service = next(
+        c
+        for c in children
+        if c["kind"] == "Service" and c["metadata"]["name"] == f"acme-{component.value}"
+    )
+    assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [
+        (port, port),
+        (9090, 9090),
+    ]

@@ -99,6 +99,8 @@ def test_printer_columns() -> None:
         ("CODE-EXECUTOR", ".status.codeExecutor.summary", "string", 1),
         ("DB-CONNECTOR", ".status.dbConnector.summary", "string", 1),
         ("MULTIPLAYER", ".status.multiplayer.summary", "string", 1),
+        ("AGENT-WORKER", ".status.agentWorker.summary", "string", 1),
+        ("AGENT-EVAL-WORKER", ".status.agentEvalWorker.summary", "string", 1),
         ("Age", ".metadata.creationTimestamp", "date", 0),
     ]
 

@@ -328,5 +328,7 @@ def test_component_field_names() -> None:
         "code_executor",
         "db_connector",
         "multiplayer",
+        "agent_worker",
+        "agent_eval_worker",
     ]
     assert all(c.field in RetoolDeploymentSpec.model_fields for c in models.Component)

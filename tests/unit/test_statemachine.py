@@ -75,6 +75,8 @@ OPTIONAL = {
     "codeExecutor": {"replicas": 3},
     "dbConnector": {"replicas": 2},
     "multiplayer": {"replicas": 1},
+    "agentWorker": {"replicas": 1},
+    "agentEvalWorker": {"replicas": 1},
 }
 AUTOSCALED = {"api": {"autoscaling": {"minReplicas": 2, "maxReplicas": 6}}}
 STRATEGIES = ["Recreate", "RollingUpdate"]
@@ -387,6 +389,8 @@ class TestInstall:
                     "code-executor": 3,
                     "db-connector": 2,
                     "multiplayer": 1,
+                    "agent-worker": 1,
+                    "agent-eval-worker": 1,
                 },
                 id="optional-components",
             ),

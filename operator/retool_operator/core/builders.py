@@ -49,7 +49,10 @@ Manifest = dict[str, Any]
 API_PORT = 3000
 JOBS_RUNNER_HEALTH_PORT = 3003
 CODE_EXECUTOR_PORT = 3004  # charts/retool/templates/deployment_code_executor.yaml
-WORKFLOWS_WORKER_HEALTH_PORT = 3005  # charts/retool/templates/_workers.tpl
+# charts/retool/templates/_workers.tpl: each worker kind's health port and Temporal task queue.
+WORKFLOWS_WORKER_HEALTH_PORT = 3005
+AGENT_EVAL_WORKER_HEALTH_PORT = 3012
+_WORKER_TASK_QUEUES = {Component.AGENT_WORKER: "agent", Component.AGENT_EVAL_WORKER: "agent-eval"}
 WORKER_METRICS_PORT = 9090  # charts/retool/templates/_workers.tpl (http-metrics)
 DB_CONNECTOR_PORT = 3002  # charts/retool/templates/deployment_dbconnector.yaml
 MULTIPLAYER_PORT = 3001  # charts/retool/templates/deployment_multiplayer_ws.yaml
@@ -138,13 +141,14 @@ _TRAITS: dict[Component, _Traits] = {
     Component.API: _Traits(API_PORT, HEALTH_PATH, _BACKEND_ARGS),
     Component.JOBS_RUNNER: _Traits(JOBS_RUNNER_HEALTH_PORT, JOBS_RUNNER_HEALTH_PATH, _BACKEND_ARGS),
     Component.WORKFLOWS_BACKEND: _Traits(API_PORT, HEALTH_PATH, _BACKEND_ARGS, HTTP_SERVICE_PORT),
-    Component.WORKFLOWS_WORKER: _Traits(
-        WORKFLOWS_WORKER_HEALTH_PORT,
-        HEALTH_PATH,
-        _BACKEND_ARGS,
-        WORKFLOWS_WORKER_HEALTH_PORT,
-        (("metrics", WORKER_METRICS_PORT),),
-    ),
+    **{
+        worker: _Traits(port, HEALTH_PATH, _BACKEND_ARGS, port, (("metrics", WORKER_METRICS_PORT),))
+        for worker, port in (
+            (Component.WORKFLOWS_WORKER, WORKFLOWS_WORKER_HEALTH_PORT),
+            (Component.AGENT_WORKER, WORKFLOWS_WORKER_HEALTH_PORT),
+            (Component.AGENT_EVAL_WORKER, AGENT_EVAL_WORKER_HEALTH_PORT),
+        )
+    },
     # A separate image with its own entrypoint (the chart sets no command) and no database.
     Component.CODE_EXECUTOR: _Traits(CODE_EXECUTOR_PORT, HEALTH_PATH, (), HTTP_SERVICE_PORT),
     Component.DB_CONNECTOR: _Traits(
@@ -164,7 +168,13 @@ _SERVICE_TYPES: dict[Component, str] = {
     Component.WORKFLOWS_WORKER: "WORKFLOW_TEMPORAL_WORKER",
     Component.DB_CONNECTOR: _IN_PROCESS_DB_CONNECTOR,
     Component.MULTIPLAYER: "MULTIPLAYER_SERVICE",
+    Component.AGENT_WORKER: "WORKFLOW_TEMPORAL_WORKER",
+    Component.AGENT_EVAL_WORKER: "AGENT_EVAL_TEMPORAL_WORKER",
 }
+# The Temporal workers (charts/retool/templates/_workers.tpl renders them all alike).
+WORKERS = frozenset(
+    {Component.WORKFLOWS_WORKER, Component.AGENT_WORKER, Component.AGENT_EVAL_WORKER}
+)
 
 
 def service_type(spec: RetoolDeploymentSpec, component: Component) -> str | None:
@@ -294,17 +304,13 @@ def _enabled(spec: RetoolDeploymentSpec, component: Component) -> bool:
 
 # Who calls whom, from the chart's templates (docs/design.md "Retool service types", wiring):
 # the components whose pods get the variables that point at each callee's Service.
-_WORKFLOWS_CALLERS = frozenset(
-    {Component.API, Component.WORKFLOWS_BACKEND, Component.WORKFLOWS_WORKER}
-)
-_TEMPORAL_USERS = frozenset(
-    {Component.JOBS_RUNNER, Component.WORKFLOWS_BACKEND, Component.WORKFLOWS_WORKER}
-)
+_WORKFLOWS_CALLERS = frozenset({Component.API, Component.WORKFLOWS_BACKEND}) | WORKERS
+_TEMPORAL_USERS = frozenset({Component.JOBS_RUNNER, Component.WORKFLOWS_BACKEND}) | WORKERS
 
 
 def _temporal_env(spec: RetoolDeploymentSpec, component: Component) -> list[dict[str, Any]]:
     """WORKFLOW_TEMPORAL_* (charts/retool/templates/_helpers.tpl retool.temporal.*): on the
-    jobs-runner, workflows backend and worker, and on the api while workflows run."""
+    jobs-runner, workflows backend and workers, and on the api while workflows run."""
     temporal = spec.temporal
     workflows = _enabled(spec, Component.WORKFLOWS_BACKEND)
     if temporal is None or not (
@@ -348,7 +354,7 @@ def _wiring_env(
         port = str(DB_CONNECTOR_PORT)
         env += [_value("DB_CONNECTOR_HOST", host), _value("DB_CONNECTOR_PORT", port)]
         # The chart gives the workers the query connector only, not the SSH one (_workers.tpl).
-        if component is not Component.WORKFLOWS_WORKER:
+        if component not in WORKERS:
             env += [_value("DB_SSH_CONNECTOR_HOST", host), _value("DB_SSH_CONNECTOR_PORT", port)]
     return env
 
@@ -363,11 +369,13 @@ def _component_env(spec: RetoolDeploymentSpec, component: Component) -> list[dic
     # Only the jobs-runner migrates (docs/design.md §4). The chart sets this on all of them but
     # multiplayer; multiplayer gets it too: its new pods start after the jobs-runner migrated.
     env = [_value("DISABLE_DATABASE_MIGRATIONS", "true")]
-    if component is Component.WORKFLOWS_WORKER:
+    if component in WORKERS:
         env += [
-            _value("WORKFLOW_WORKER_HEALTHCHECK_PORT", str(WORKFLOWS_WORKER_HEALTH_PORT)),
+            _value("WORKFLOW_WORKER_HEALTHCHECK_PORT", str(_TRAITS[component].port)),
             _value("NODE_OPTIONS", NODE_OPTIONS),
         ]
+        if component in _WORKER_TASK_QUEUES:
+            env.append(_value("WORKER_TEMPORAL_TASKQUEUE", _WORKER_TASK_QUEUES[component]))
     if component is Component.DB_CONNECTOR:
         env += [
             _value("NODE_OPTIONS", NODE_OPTIONS),
@@ -375,13 +383,9 @@ def _component_env(spec: RetoolDeploymentSpec, component: Component) -> list[dic
         ]
     if component is Component.MULTIPLAYER:
         env.append(_value("MULTIPLAYER_SERVER_PORT", str(MULTIPLAYER_PORT)))
-    if component in (
-        Component.WORKFLOWS_BACKEND,
-        Component.WORKFLOWS_WORKER,
-        Component.DB_CONNECTOR,
-    ):
+    if component in WORKERS | {Component.WORKFLOWS_BACKEND, Component.DB_CONNECTOR}:
         env.append(_value("DBCONNECTOR_POSTGRES_POOL_MAX_SIZE", WORKFLOWS_POOL_MAX_SIZE))
-    if component in (Component.WORKFLOWS_BACKEND, Component.WORKFLOWS_WORKER):
+    if component in WORKERS | {Component.WORKFLOWS_BACKEND}:
         env.append(_value("DBCONNECTOR_QUERY_TIMEOUT_MS", WORKFLOWS_QUERY_TIMEOUT_MS))
     return env
 

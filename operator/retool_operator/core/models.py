@@ -168,6 +168,8 @@ class Component(StrEnum):
     CODE_EXECUTOR = "code-executor"
     DB_CONNECTOR = "db-connector"
     MULTIPLAYER = "multiplayer"
+    AGENT_WORKER = "agent-worker"
+    AGENT_EVAL_WORKER = "agent-eval-worker"
 
     @property
     def field(self) -> str:
@@ -1323,9 +1325,19 @@ def _mounts_name_volumes() -> JsonDict:
 
 
 TEMPORAL_REQUIRED_MESSAGE = (
-    "spec.temporal.host is required when spec.workflowsBackend or spec.workflowsWorker is set: "
-    "Retool Workflows runs on Temporal"
+    "spec.temporal.host is required when spec.workflowsBackend, spec.workflowsWorker, "
+    "spec.agentWorker or spec.agentEvalWorker is set: Retool Workflows and Agents run on Temporal"
 )
+AGENTS_NEED_WORKFLOWS_MESSAGE = (
+    "spec.workflowsBackend is required when spec.agentWorker or spec.agentEvalWorker is set: "
+    "the agent workers run on Retool Workflows (the chart's agents.enabled turns it on)"
+)
+_ON_TEMPORAL = ("workflowsBackend", "workflowsWorker", "agentWorker", "agentEvalWorker")
+_AGENTS = ("agentWorker", "agentEvalWorker")
+
+
+def _any_of(fields: tuple[str, ...]) -> str:
+    return " || ".join(f"has(self.{f})" for f in fields)
 
 
 def _spec_rules() -> JsonDict:
@@ -1333,10 +1345,16 @@ def _spec_rules() -> JsonDict:
     rules = _mounts_name_volumes()
     rules["x-kubernetes-validations"].append(
         {
-            "rule": "!(has(self.workflowsBackend) || has(self.workflowsWorker)) || "
-            "has(self.temporal)",
+            "rule": f"!({_any_of(_ON_TEMPORAL)}) || has(self.temporal)",
             "message": TEMPORAL_REQUIRED_MESSAGE,
             "fieldPath": ".temporal",
+        }
+    )
+    rules["x-kubernetes-validations"].append(
+        {
+            "rule": f"!({_any_of(_AGENTS)}) || has(self.workflowsBackend)",
+            "message": AGENTS_NEED_WORKFLOWS_MESSAGE,
+            "fieldPath": ".workflowsBackend",
         }
     )
     return rules
@@ -1413,6 +1431,16 @@ class RetoolDeploymentSpec(Settings):
         description="When set, runs the multiplayer service (MULTIPLAYER_SERVICE), routed at "
         "/api/multiplayer by the Ingress and HTTPRoute. Retool calls it experimental.",
     )
+    agent_worker: OptionalComponentSpec | None = Field(
+        default=None,
+        description="When set, runs the Retool Agents worker (Temporal task queue agent); "
+        "needs spec.workflowsBackend and spec.temporal.",
+    )
+    agent_eval_worker: OptionalComponentSpec | None = Field(
+        default=None,
+        description="When set, runs the Retool Agents evaluation worker (task queue "
+        "agent-eval); needs spec.workflowsBackend and spec.temporal.",
+    )
     temporal: TemporalSpec | None = Field(
         default=None,
         description="The Temporal cluster of Retool Workflows; required by the workflows "
@@ -1463,9 +1491,12 @@ class RetoolDeploymentSpec(Settings):
 
     @model_validator(mode="after")
     def _workflows_have_temporal(self) -> RetoolDeploymentSpec:
+        agents = self.agent_worker is not None or self.agent_eval_worker is not None
         workflows = self.workflows_backend is not None or self.workflows_worker is not None
-        if workflows and self.temporal is None:
+        if (workflows or agents) and self.temporal is None:
             raise ValueError(TEMPORAL_REQUIRED_MESSAGE)
+        if agents and self.workflows_backend is None:
+            raise ValueError(AGENTS_NEED_WORKFLOWS_MESSAGE)
         return self
 
 
@@ -1627,6 +1658,12 @@ class RetoolDeploymentStatus(ApiModel):
     )
     multiplayer: ComponentStatus | None = Field(
         default=None, description="The multiplayer Deployment, when spec asks for one."
+    )
+    agent_worker: ComponentStatus | None = Field(
+        default=None, description="The agent-worker Deployment, when spec asks for one."
+    )
+    agent_eval_worker: ComponentStatus | None = Field(
+        default=None, description="The agent-eval-worker Deployment, when spec asks for one."
     )
     history: list[HistoryEntry] = Field(
         default_factory=list, max_length=HISTORY_LIMIT, description="The last 10 upgrades."
