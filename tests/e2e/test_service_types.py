@@ -366,16 +366,15 @@ def test_patch_with_every_component_stops_nothing_and_a_broken_release_returns_a
     for name in deployments:  # none was ever scaled to 0
         assert 0 not in monitor.replicas_seen.get(name, []), (name, monitor.replicas_seen)
 
-    broken = "3.200.0-neverready"
-    with InvariantMonitor(
-        kube_api, namespace, NAME, new_versions={broken}, recreate=True
-    ) as monitor:
-        retool.patch_spec(kube_api, namespace, NAME, {"version": broken})
-        body = wait_for(
-            lambda: retool.stalled(kube_api, namespace, NAME, "UpgradeFailed"),
-            DEADLINE,
-            "Stalled=True UpgradeFailed",
-        )
+    monitor, body = watched_upgrade(
+        kube_api,
+        namespace,
+        NAME,
+        "3.200.0-neverready",
+        recreate=True,
+        deadline=DEADLINE,
+        failing=True,
+    )
     assert monitor.violations == [], monitor.first_seen
     assert body["status"]["history"][-1]["result"] == "RolledBack"
     assert _components_on(kube_api, namespace, PATCH) == set(COMPONENTS)

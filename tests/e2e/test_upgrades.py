@@ -164,15 +164,9 @@ def test_broken_release_rolls_back(
     """A release whose jobs-runner never becomes Ready: back on the old version and replicas."""
     spec = {"api": {"replicas": 3}, "upgrade": {"migrationTimeout": "6s"}}
     _install(kube_api, namespace, retool_secrets, spec)
-    with InvariantMonitor(
-        kube_api, namespace, NAME, new_versions={broken}, recreate=True
-    ) as monitor:
-        retool.patch_spec(kube_api, namespace, NAME, {"version": broken})
-        body = wait_for(
-            lambda: retool.stalled(kube_api, namespace, NAME, "UpgradeFailed"),
-            DEADLINE,
-            "Stalled=True UpgradeFailed",
-        )
+    monitor, body = watched_upgrade(
+        kube_api, namespace, NAME, broken, recreate=True, deadline=DEADLINE, failing=True
+    )
     _assert_clean(monitor)
     status = body["status"]
     entry = status["history"][-1]

@@ -265,9 +265,11 @@ def watched_upgrade(
     *,
     recreate: bool,
     deadline: float,
+    failing: bool = False,
 ) -> tuple[InvariantMonitor, dict[str, Any]]:
     """Set spec.version to VERSION under a monitor (the api Service watched under RollingUpdate)
-    and wait until the RetoolDeployment is Ready on it; the monitor and that RetoolDeployment."""
+    and wait until the RetoolDeployment is Ready on it, or, FAILING, Stalled with UpgradeFailed;
+    the monitor and that RetoolDeployment."""
     with InvariantMonitor(
         api,
         namespace,
@@ -277,9 +279,16 @@ def watched_upgrade(
         keep_endpoints=not recreate,
     ) as monitor:
         retool.patch_spec(api, namespace, instance, {"version": version})
-        body: dict[str, Any] = wait_for(
-            lambda: retool.ready_on(api, namespace, instance, version),
-            deadline,
-            f"Ready on {version}",
-        )
+        if failing:
+            body: dict[str, Any] = wait_for(
+                lambda: retool.stalled(api, namespace, instance, "UpgradeFailed"),
+                deadline,
+                "Stalled=True UpgradeFailed",
+            )
+        else:
+            body = wait_for(
+                lambda: retool.ready_on(api, namespace, instance, version),
+                deadline,
+                f"Ready on {version}",
+            )
     return monitor, body
