@@ -201,6 +201,7 @@ def test_deleting_the_retool_deployment_removes_every_child(
     spec = {
         "workflowsBackend": {"replicas": 1},
         "codeExecutor": {"replicas": 1},
+        "temporal": {"host": "temporal-frontend.temporal"},
         "api": {"podDisruptionBudget": {"maxUnavailable": 1}},
     }
     _install(kube_api, namespace, retool_secrets, spec)

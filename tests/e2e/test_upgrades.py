@@ -16,7 +16,7 @@ import pytest
 from kubernetes import client
 
 from tests.support import pgserver, retool
-from tests.support.invariants import InvariantMonitor
+from tests.support.invariants import InvariantMonitor, watched_upgrade
 from tests.support.operator_process import OperatorProcess
 from tests.support.pgserver import PostgresServer
 from tests.support.typed import present
@@ -98,18 +98,9 @@ def test_minor_upgrade(
     spec = retool.merge(SLOW_MIGRATION, {"upgrade": {"strategy": strategy}})
     _install(kube_api, namespace, retool_secrets, spec)
     recreate = strategy == "Recreate"
-    with InvariantMonitor(
-        kube_api,
-        namespace,
-        NAME,
-        new_versions={NEW},
-        recreate=recreate,
-        keep_endpoints=not recreate,
-    ) as monitor:
-        retool.patch_spec(kube_api, namespace, NAME, {"version": NEW})
-        body = wait_for(
-            lambda: retool.ready_on(kube_api, namespace, NAME, NEW), DEADLINE, f"Ready on {NEW}"
-        )
+    monitor, body = watched_upgrade(
+        kube_api, namespace, NAME, NEW, recreate=recreate, deadline=DEADLINE
+    )
     _assert_clean(monitor)
     expected = STEP_ORDER if recreate else [s for s in STEP_ORDER if s != "StoppingServices"]
     assert _steps_in_events(kube_api, namespace) == expected[1:]
@@ -169,15 +160,9 @@ def test_broken_release_rolls_back(
     """A release whose jobs-runner never becomes Ready: back on the old version and replicas."""
     spec = {"api": {"replicas": 3}, "upgrade": {"migrationTimeout": "6s"}}
     _install(kube_api, namespace, retool_secrets, spec)
-    with InvariantMonitor(
-        kube_api, namespace, NAME, new_versions={broken}, recreate=True
-    ) as monitor:
-        retool.patch_spec(kube_api, namespace, NAME, {"version": broken})
-        body = wait_for(
-            lambda: retool.stalled(kube_api, namespace, NAME, "UpgradeFailed"),
-            DEADLINE,
-            "Stalled=True UpgradeFailed",
-        )
+    monitor, body = watched_upgrade(
+        kube_api, namespace, NAME, broken, recreate=True, deadline=DEADLINE, failing=True
+    )
     _assert_clean(monitor)
     status = body["status"]
     entry = status["history"][-1]

@@ -70,6 +70,9 @@ class Case:
         return merged(minimal_object(name), self.change)
 
 
+TEMPORAL = {"host": "temporal-frontend.temporal"}
+
+
 def _spec(**change: Any) -> dict[str, Any]:
     return {"spec": change}
 
@@ -86,7 +89,17 @@ def _container(name: str) -> dict[str, Any]:
     return {"name": name, "image": "busybox:1.37"}
 
 
-COMPONENT_FIELDS = ("api", "jobsRunner", "workflowsBackend", "workflowsWorker", "codeExecutor")
+COMPONENT_FIELDS = (
+    "api",
+    "jobsRunner",
+    "workflowsBackend",
+    "workflowsWorker",
+    "codeExecutor",
+    "dbConnector",
+    "multiplayer",
+    "agentWorker",
+    "agentEvalWorker",
+)
 
 
 _NAME_41 = "r" * 41
@@ -239,7 +252,8 @@ INVALID = [
         _spec(
             workflowsBackend={
                 "env": [{"name": "A", "value": "x", "valueFrom": {"fieldRef": {"fieldPath": "x"}}}]
-            }
+            },
+            temporal=TEMPORAL,
         ),
         "spec.workflowsBackend.env[0]",
         "sets both value and valueFrom",
@@ -293,8 +307,21 @@ INVALID = [
         "less than or equal to 1000",
     ),
     Case(
+        "temporal-port-above-65535",
+        _spec(temporal={**TEMPORAL, "port": 70000}),
+        "spec.temporal.port",
+        "less than or equal to 65535",
+    ),
+    Case("temporal-port-zero", _spec(temporal={**TEMPORAL, "port": 0}), "spec.temporal.port", "1"),
+    Case(
+        "code-executor-mode-unknown",
+        _spec(codeExecutor={"mode": "Rootless"}),
+        "spec.codeExecutor.mode",
+        "Unsupported value",
+    ),
+    Case(
         "workflows-worker-replicas-above-1000",
-        _spec(workflowsWorker={"replicas": 5000}),
+        _spec(workflowsWorker={"replicas": 5000}, temporal=TEMPORAL),
         "spec.workflowsWorker.replicas",
         "less than or equal to 1000",
     ),
@@ -397,6 +424,63 @@ INVALID = [
             f"spec.{field}.container.volumeMounts[].name must name a volume",
         )
         for field in COMPONENT_FIELDS
+    ),
+    Case(
+        "workflows-without-temporal",
+        _spec(workflowsWorker={}),
+        "spec.temporal",
+        "spec.temporal.host is required when spec.workflowsBackend, spec.workflowsWorker",
+    ),
+    Case(
+        "agents-without-workflows",
+        _spec(agentEvalWorker={}, temporal=TEMPORAL),
+        "spec.workflowsBackend",
+        "spec.workflowsBackend is required when spec.agentWorker or spec.agentEvalWorker",
+    ),
+    Case(
+        "agents-without-temporal",
+        _spec(agentWorker={}, workflowsBackend={}),
+        "spec.temporal",
+        "spec.temporal.host is required when",
+    ),
+    Case(
+        "temporal-tls-without-its-secret",
+        _spec(temporal={**TEMPORAL, "tls": {"enabled": True}}),
+        "spec.temporal.tls",
+        "spec.temporal.tls.secretName is required when spec.temporal.tls.enabled",
+    ),
+    Case(
+        "temporal-host-with-scheme",
+        _spec(temporal={"host": "https://temporal.example.com"}),
+        "spec.temporal.host",
+        "spec.temporal.host must be a host name without scheme",
+    ),
+    Case(
+        "temporal-namespace-with-space",
+        _spec(temporal={**TEMPORAL, "namespace": "my workflows"}),
+        "spec.temporal.namespace",
+        "spec.temporal.namespace must be a Temporal namespace",
+    ),
+    Case(
+        "temporal-tls-secret-name-invalid",
+        _spec(temporal={**TEMPORAL, "tls": {"enabled": True, "secretName": "Temporal_TLS"}}),
+        "spec.temporal.tls.secretName",
+        "spec.temporal.tls.secretName must be the name of a Secret",
+    ),
+    *(
+        Case(
+            f"temporal-tls-{key.lower()}-invalid",
+            _spec(temporal={**TEMPORAL, "tls": {"enabled": True, "secretName": "t", key: "a b"}}),
+            f"spec.temporal.tls.{key}",
+            f"spec.temporal.tls.{key} must be a Secret key",
+        )
+        for key in ("certKey", "keyKey")
+    ),
+    Case(
+        "code-executor-seccomp-profile-with-space",
+        _spec(codeExecutor={"mode": "Unprivileged", "seccompProfile": "my profile.json"}),
+        "spec.codeExecutor.seccompProfile",
+        "spec.codeExecutor.seccompProfile must be a path without spaces",
     ),
     Case(
         "volume-mount-paths-repeated",
@@ -618,7 +702,10 @@ INVALID = [
     ),
     Case(
         "workflows-pdb-min-and-max",
-        _spec(workflowsBackend={"podDisruptionBudget": {"minAvailable": 1, "maxUnavailable": 1}}),
+        _spec(
+            workflowsBackend={"podDisruptionBudget": {"minAvailable": 1, "maxUnavailable": 1}},
+            temporal=TEMPORAL,
+        ),
         "spec.workflowsBackend.podDisruptionBudget",
         "minAvailable or maxUnavailable, not both",
     ),
@@ -663,9 +750,27 @@ VALID = [
     ),
     Case(
         "optional-components",
-        _spec(workflowsBackend={}, workflowsWorker={"replicas": 0}, codeExecutor={"replicas": 2}),
+        _spec(
+            workflowsBackend={},
+            workflowsWorker={"replicas": 0},
+            codeExecutor={"replicas": 2},
+            temporal=TEMPORAL,
+        ),
     ),
     Case("name-of-40-characters", {"metadata": {"name": "r" * 40}}),
+    Case(
+        "every-service-type",
+        _spec(
+            workflowsBackend={},
+            workflowsWorker={},
+            codeExecutor={"mode": "Unprivileged"},
+            dbConnector={"replicas": 2, "podDisruptionBudget": {"maxUnavailable": 1}},
+            multiplayer={},
+            agentWorker={"replicas": 2},
+            agentEvalWorker={},
+            temporal={**TEMPORAL, "port": 7233, "tls": {"enabled": True, "secretName": "tls"}},
+        ),
+    ),
     Case("production", {"spec": production_spec()}),
     Case(
         "component-mount-of-a-shared-volume",
@@ -718,6 +823,10 @@ def full_status() -> RetoolDeploymentStatus:
         workflows_backend=component,
         workflows_worker=component,
         code_executor=component,
+        db_connector=component,
+        multiplayer=component,
+        agent_worker=component,
+        agent_eval_worker=component,
         history=[
             models.HistoryEntry(
                 from_version="3.180.0",

@@ -3,10 +3,12 @@
 - never more than one jobs-runner pod (terminating ones count);
 - no pod of the new version for the api or another service before a jobs-runner pod of the new
   version has been Ready;
-- Recreate: no api pod while a new-version jobs-runner pod exists and has not been Ready yet;
+- Recreate: no pod of any other component while a new-version jobs-runner pod exists and has
+  not been Ready yet;
 - RollingUpdate: the api Service keeps at least one ready endpoint;
 - the operator never writes the RetoolDeployment's spec.
-Steps seen in `status.upgrade.step` are recorded in order.
+Steps seen in `status.upgrade.step` are recorded in order, and so are the replica counts of
+every Deployment of the instance and the components whose pods were seen.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 from kubernetes import client, watch
 
+from tests.support import retool
 from tests.support.retool import GROUP, PLURAL, VERSION
 from tests.support.waiting import wait_for
 
@@ -59,7 +62,9 @@ class InvariantMonitor:
         self._seen: set[str] = set()
         self._started = time.monotonic()
         self.steps: list[str] = []
-        self.api_replicas_seen: list[int] = []
+        # Per Deployment name, its spec.replicas as they changed.
+        self.replicas_seen: dict[str, list[int]] = {}
+        self.components_seen: set[str] = set()
         self.min_ready_endpoints: int | None = None
         self._pods: dict[str, _PodState] = {}
         self._ready_jobs_runner_versions: set[str] = set()
@@ -71,7 +76,7 @@ class InvariantMonitor:
 
     def __enter__(self) -> InvariantMonitor:
         watches: list[Callable[[], None]] = [self._watch_pods, self._watch_retool_deployment]
-        watches.append(self._watch_api_deployment)
+        watches.append(self._watch_deployments)
         if self.keep_endpoints:
             watches.append(self._watch_endpoints)
         for target in watches:
@@ -143,6 +148,7 @@ class InvariantMonitor:
                 if event["type"] == "DELETED":
                     self._pods.pop(pod.metadata.name, None)
                 else:
+                    self.components_seen.add((pod.metadata.labels or {}).get(COMPONENT, ""))
                     self._pods[pod.metadata.name] = _PodState(
                         component=(pod.metadata.labels or {}).get(COMPONENT, ""),
                         version=pod.spec.containers[0].image.rpartition(":")[2],
@@ -176,25 +182,31 @@ class InvariantMonitor:
             for p in jobs_runners.values()
             if p.version in self.new_versions and p.version not in self._ready_jobs_runner_versions
         ]
-        api_pods = [n for n, p in others.items() if p.component == "api"]
-        if self.recreate and migrating and api_pods:
-            self._add(f"api pods {api_pods} run while the new jobs-runner migrates")
+        # Recreate stops every component but the jobs-runner before it migrates.
+        running = sorted(others)
+        if self.recreate and migrating and running:
+            self._add(f"pods {running} run while the new jobs-runner migrates")
 
     # --- the api Deployment's replicas ---------------------------------------------------------
 
-    def _watch_api_deployment(self) -> None:
+    @property
+    def api_replicas_seen(self) -> list[int]:
+        return self.replicas_seen.get(f"{self.instance}-api", [])
+
+    def _watch_deployments(self) -> None:
         apps = client.AppsV1Api(self.api)
-        selector = f"metadata.name={self.instance}-api"
         for event in self._stream(
-            "_watch_api_deployment",
+            "_watch_deployments",
             apps.list_namespaced_deployment,
             namespace=self.namespace,
-            field_selector=selector,
+            label_selector=f"{INSTANCE}={self.instance}",
         ):
-            replicas = event["object"].spec.replicas
+            deployment = event["object"]
+            replicas = deployment.spec.replicas
             with self._lock:
-                if not self.api_replicas_seen or self.api_replicas_seen[-1] != replicas:
-                    self.api_replicas_seen.append(replicas)
+                seen = self.replicas_seen.setdefault(deployment.metadata.name, [])
+                if not seen or seen[-1] != replicas:
+                    seen.append(replicas)
 
     # --- the api Service's endpoints ---------------------------------------------------------
 
@@ -243,3 +255,40 @@ class InvariantMonitor:
                     and entry.get("subresource") != "status"
                 ):
                     self._violation("the operator wrote the RetoolDeployment's spec")
+
+
+def watched_upgrade(
+    api: client.ApiClient,
+    namespace: str,
+    instance: str,
+    version: str,
+    *,
+    recreate: bool,
+    deadline: float,
+    failing: bool = False,
+) -> tuple[InvariantMonitor, dict[str, Any]]:
+    """Set spec.version to VERSION under a monitor (the api Service watched under RollingUpdate)
+    and wait until the RetoolDeployment is Ready on it, or, FAILING, Stalled with UpgradeFailed;
+    the monitor and that RetoolDeployment."""
+    with InvariantMonitor(
+        api,
+        namespace,
+        instance,
+        new_versions={version},
+        recreate=recreate,
+        keep_endpoints=not recreate,
+    ) as monitor:
+        retool.patch_spec(api, namespace, instance, {"version": version})
+        if failing:
+            body: dict[str, Any] = wait_for(
+                lambda: retool.stalled(api, namespace, instance, "UpgradeFailed"),
+                deadline,
+                "Stalled=True UpgradeFailed",
+            )
+        else:
+            body = wait_for(
+                lambda: retool.ready_on(api, namespace, instance, version),
+                deadline,
+                f"Ready on {version}",
+            )
+    return monitor, body

@@ -154,4 +154,5 @@ def production_spec(version: str = "3.196.1-stable") -> dict[str, Any]:
         "workflowsBackend": {"replicas": 2, "podDisruptionBudget": {"maxUnavailable": 1}},
         "workflowsWorker": {"replicas": 2, "podDisruptionBudget": {"maxUnavailable": "50%"}},
         "codeExecutor": {"replicas": 2, "podDisruptionBudget": {"minAvailable": 1}},
+        "temporal": {"host": "temporal-frontend.temporal"},
     }

@@ -173,8 +173,13 @@ def ready_on(
 
 def api_endpoint_ready(api: client.ApiClient, namespace: str, name: str) -> bool:
     """Whether the api Service has a ready endpoint (for wait_for)."""
+    return endpoint_ready(api, namespace, f"{name}-api")
+
+
+def endpoint_ready(api: client.ApiClient, namespace: str, service: str) -> bool:
+    """Whether SERVICE has a ready endpoint (for wait_for)."""
     slices = client.DiscoveryV1Api(api).list_namespaced_endpoint_slice(
-        namespace, label_selector=f"kubernetes.io/service-name={name}-api"
+        namespace, label_selector=f"kubernetes.io/service-name={service}"
     )
     return any(
         endpoint.conditions and endpoint.conditions.ready

@@ -377,6 +377,8 @@ def base_spec(version: str = "3.148.0-stable", **sections: Any) -> RetoolDeploym
         "secretRef": {"name": "retool-secrets"},
         "api": {"replicas": 2},
         "upgrade": {"migrationTimeout": "5m", "verifyTimeout": "10m"},
+        # So SECTIONS may enable Workflows, which needs a Temporal.
+        "temporal": {"host": "temporal-frontend.temporal"},
     }
     data.update(sections)
     return RetoolDeploymentSpec.model_validate(data)

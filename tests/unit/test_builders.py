@@ -17,12 +17,14 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic.alias_generators import to_camel
 
 from retool_operator.core import builders, naming
 from retool_operator.core.builders import WorkloadPlan, desired_children
 from retool_operator.core.models import (
     API_VERSION,
     KIND,
+    CodeExecutorMode,
     Component,
     EnvVar,
     JobsRunnerSpec,
@@ -98,6 +100,7 @@ FULL: dict[str, Any] = {
         "env": [{"name": "DBCONNECTOR_QUERY_TIMEOUT_MS", "value": "5400000"}],
     },
     "workflowsWorker": {"replicas": 3},
+    "temporal": {"host": "temporal-frontend.temporal"},
     "codeExecutor": {"replicas": 1, "resources": {"limits": {"cpu": "2", "memory": "4Gi"}}},
     "service": {
         "type": "LoadBalancer",
@@ -303,11 +306,21 @@ def specs(draw: st.DrawFn) -> RetoolDeploymentSpec:
         data["api"]["podDisruptionBudget"] = draw(
             st.sampled_from([{}, {"minAvailable": 1}, {"maxUnavailable": "50%"}])
         )
-    for field in ("workflowsBackend", "workflowsWorker", "codeExecutor"):
+    for component in builders.OPTIONAL_COMPONENTS:
+        field = to_camel(component.field)
         if draw(st.booleans()):
             data[field] = component_data(draw, st.integers(0, 5))
             if draw(st.booleans()):
                 data[field]["podDisruptionBudget"] = {"maxUnavailable": 1}
+    if {"agentWorker", "agentEvalWorker"} & data.keys():
+        data.setdefault("workflowsBackend", {})  # the agent workers run on Workflows
+    if "codeExecutor" in data and draw(st.booleans()):
+        data["codeExecutor"]["mode"] = "Unprivileged"
+    workflows = bool({"workflowsBackend", "workflowsWorker"} & data.keys())  # agents imply it
+    if workflows or draw(st.booleans()):
+        data["temporal"] = {"host": draw(names)}
+        if draw(st.booleans()):
+            data["temporal"]["tls"] = {"enabled": True, "secretName": draw(names)}
     if draw(st.booleans()):
         data["serviceAccount"] = draw(
             st.sampled_from([{"name": "retool-sa"}, {"create": False, "name": "existing"}])
@@ -497,6 +510,8 @@ def test_desired_children_follows_the_plan(
             expected += [("StatefulSet", "acme-jobs-runner"), ("Service", "acme-jobs-runner")]
             continue
         expected.append(("Deployment", f"acme-{c.value}"))
+        if c is not Component.API:  # every optional component has a Service, as in the chart
+            expected.append(("Service", f"acme-{c.value}"))
         if getattr(spec, c.field).pod_disruption_budget is not None:
             expected.append(("PodDisruptionBudget", f"acme-{c.value}"))
     if Component.API in plan:
@@ -529,8 +544,16 @@ def test_restrictive_security_context_except_the_code_executor(
         context = container(workload)["securityContext"]
         assert "runAsUser" not in json.dumps(workload)
         assert pod["automountServiceAccountToken"] is False
+        executor = spec.code_executor
         if component_of(workload) is Component.CODE_EXECUTOR:
-            assert context == {"privileged": True}
+            assert executor is not None
+            if executor.mode is CodeExecutorMode.UNPRIVILEGED:
+                assert "privileged" not in context
+                assert context["capabilities"] == {"add": ["NET_ADMIN"]}
+                assert pod["hostUsers"] is False
+            else:
+                assert context == {"privileged": True}
+                assert "hostUsers" not in pod
             assert "securityContext" not in pod
         else:
             assert context == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
@@ -746,11 +769,15 @@ def test_migration_timeout_in_whole_seconds(timeout: str, seconds: str) -> None:
     ],
 )
 def test_workflows_never_migrate(component: Component, service_type: str, port: int) -> None:
+    # The workflows backend runs the db connector in-process when no standalone one runs.
+    in_process = (
+        ",DB_CONNECTOR,DB_SSH_CONNECTOR" if component is Component.WORKFLOWS_BACKEND else ""
+    )
     deployment = builders.build_optional_deployment(
         component, OWNER, spec_of(FULL), "3.200.0-stable", 2
     )
     env = env_of(deployment)
-    assert env["SERVICE_TYPE"]["value"] == service_type
+    assert env["SERVICE_TYPE"]["value"] == f"{service_type}{in_process}"
     assert env["DISABLE_DATABASE_MIGRATIONS"]["value"] == "true"
     assert "DATABASE_MIGRATIONS_TIMEOUT_SECONDS" not in env
     assert container(deployment)["ports"][0]["containerPort"] == port
@@ -768,7 +795,8 @@ def test_code_executor_image_port_and_isolation() -> None:
     assert executor["ports"] == [{"name": "http", "containerPort": 3004, "protocol": "TCP"}]
     assert executor["readinessProbe"]["httpGet"]["port"] == 3004
     # It runs users' code, so it gets neither the database nor Retool's keys.
-    assert set(env_of(deployment)) == {"NODE_ENV"}
+    assert set(env_of(deployment)) == {"NODE_ENV", "NODE_OPTIONS"}
+    assert "args" not in executor  # the image's own entrypoint, as the chart runs it
 
 
 def test_pod_template_details() -> None:
@@ -1026,4 +1054,140 @@ def test_required_secrets_cover_env_from_and_secret_key_refs() -> None:
         ("api-extra", "a"),
         # The code executor's own envFrom replaces the shared list (lists are replaced whole).
         ("sandbox", None),
+    ]
+
+
+# --- service types and wiring (docs/design.md §10) ---------------------------------------------
+
+EVERY_SERVICE_TYPE: dict[str, Any] = {
+    **MINIMAL,
+    "workflowsBackend": {},
+    "workflowsWorker": {},
+    "codeExecutor": {},
+    "dbConnector": {},
+    "multiplayer": {},
+    "agentWorker": {},
+    "agentEvalWorker": {},
+    "temporal": {"host": "temporal.example.com", "tls": {"enabled": True, "secretName": "tls"}},
+    "ingress": {"hosts": ["retool.example.com"]},
+    "httpRoute": {"parentRefs": [{"name": "gateway"}]},
+}
+WIRING_NAMES = (
+    "WORKFLOW_TEMPORAL_CLUSTER_FRONTEND_HOST",
+    "WORKFLOW_TEMPORAL_TLS_KEY",
+    "WORKFLOW_BACKEND_HOST",
+    "CODE_EXECUTOR_INGRESS_DOMAIN",
+    "DB_CONNECTOR_HOST",
+    "DB_SSH_CONNECTOR_HOST",
+)
+
+
+def _every_plan(spec: RetoolDeploymentSpec) -> dict[Component, WorkloadPlan]:
+    return {
+        c: WorkloadPlan("3.196.1-stable", 1)
+        for c in Component
+        if getattr(spec, c.field) is not None
+    }
+
+
+@pytest.mark.parametrize(
+    ("component", "wired"),
+    [
+        # The chart's wiring matrix: which of WIRING_NAMES each component gets.
+        (Component.API, set(WIRING_NAMES)),
+        (
+            Component.JOBS_RUNNER,
+            {"WORKFLOW_TEMPORAL_CLUSTER_FRONTEND_HOST", "WORKFLOW_TEMPORAL_TLS_KEY"},
+        ),
+        (Component.WORKFLOWS_BACKEND, set(WIRING_NAMES)),
+        (Component.WORKFLOWS_WORKER, set(WIRING_NAMES) - {"DB_SSH_CONNECTOR_HOST"}),
+        (Component.AGENT_WORKER, set(WIRING_NAMES) - {"DB_SSH_CONNECTOR_HOST"}),
+        (Component.AGENT_EVAL_WORKER, set(WIRING_NAMES) - {"DB_SSH_CONNECTOR_HOST"}),
+        (Component.CODE_EXECUTOR, set()),
+        (Component.DB_CONNECTOR, {"WORKFLOW_BACKEND_HOST"}),
+        (Component.MULTIPLAYER, set()),
+    ],
+)
+def test_each_component_gets_the_chart_s_wiring(component: Component, wired: set[str]) -> None:
+    spec = spec_of(EVERY_SERVICE_TYPE)
+    children = desired_children(OWNER, spec, _every_plan(spec))
+    workload = next(w for w in workloads(children) if component_of(w) is component)
+    env = env_of(workload)
+    assert {n for n in WIRING_NAMES if n in env} == wired
+    if "WORKFLOW_BACKEND_HOST" in wired:
+        assert env["WORKFLOW_BACKEND_HOST"]["value"] == "http://acme-workflows-backend"
+    if "DB_CONNECTOR_HOST" in wired:
+        assert env["DB_CONNECTOR_PORT"]["value"] == "3002"
+    if "WORKFLOW_TEMPORAL_TLS_KEY" in wired:
+        assert env["WORKFLOW_TEMPORAL_TLS_KEY"]["valueFrom"]["secretKeyRef"] == {
+            "name": "tls",
+            "key": "temporal-tls-key",
+        }
+
+
+def test_without_the_standalone_db_connector_the_backends_run_it_and_nothing_points_at_it() -> None:
+    spec = spec_of({**EVERY_SERVICE_TYPE, "dbConnector": None})
+    children = desired_children(OWNER, spec, _every_plan(spec))
+    kinds = {(c["kind"], c["metadata"]["name"]) for c in children}
+    assert ("Service", "acme-db-connector") not in kinds
+    for workload in workloads(children):
+        env = env_of(workload)
+        assert "DB_CONNECTOR_HOST" not in env
+        if component_of(workload) in (Component.API, Component.WORKFLOWS_BACKEND):
+            assert env["SERVICE_TYPE"]["value"].endswith(",DB_CONNECTOR,DB_SSH_CONNECTOR")
+
+
+def test_multiplayer_is_routed_before_the_api() -> None:
+    spec = spec_of(EVERY_SERVICE_TYPE)
+    children = desired_children(OWNER, spec, _every_plan(spec))
+    ingress = next(c for c in children if c["kind"] == "Ingress")
+    paths = ingress["spec"]["rules"][0]["http"]["paths"]
+    assert [(p["path"], p["backend"]["service"]["name"]) for p in paths] == [
+        ("/api/multiplayer", "acme-multiplayer"),
+        ("/", "acme-api"),
+    ]
+    route = next(c for c in children if c["kind"] == "HTTPRoute")
+    assert [r["backendRefs"][0]["name"] for r in route["spec"]["rules"]] == [
+        "acme-api",
+        "acme-multiplayer",
+    ]
+
+
+def test_temporal_tls_secret_is_required() -> None:
+    needed = builders.required_secrets(spec_of(EVERY_SERVICE_TYPE))
+    assert ("tls", "temporal-tls-crt") in needed
+    assert ("tls", "temporal-tls-key") in needed
+    plain = builders.required_secrets(spec_of({**EVERY_SERVICE_TYPE, "temporal": {"host": "t"}}))
+    assert not any(name == "tls" for name, _ in plain)
+
+
+@pytest.mark.parametrize(
+    ("component", "service_type", "port", "queue"),
+    [
+        # charts/retool/templates/_workers.tpl
+        (Component.WORKFLOWS_WORKER, "WORKFLOW_TEMPORAL_WORKER", 3005, None),
+        (Component.AGENT_WORKER, "WORKFLOW_TEMPORAL_WORKER", 3005, "agent"),
+        (Component.AGENT_EVAL_WORKER, "AGENT_EVAL_TEMPORAL_WORKER", 3012, "agent-eval"),
+    ],
+)
+def test_worker_kinds(
+    component: Component, service_type: str, port: int, queue: str | None
+) -> None:
+    spec = spec_of(EVERY_SERVICE_TYPE)
+    children = desired_children(OWNER, spec, _every_plan(spec))
+    workload = next(w for w in workloads(children) if component_of(w) is component)
+    env = {name: entry.get("value") for name, entry in env_of(workload).items()}
+    assert env["SERVICE_TYPE"] == service_type
+    assert env["WORKFLOW_WORKER_HEALTHCHECK_PORT"] == str(port)
+    assert env.get("WORKER_TEMPORAL_TASKQUEUE") == queue
+    assert env["DISABLE_DATABASE_MIGRATIONS"] == "true"
+    assert [p["containerPort"] for p in container(workload)["ports"]] == [port, 9090]
+    service = next(
+        c
+        for c in children
+        if c["kind"] == "Service" and c["metadata"]["name"] == f"acme-{component.value}"
+    )
+    assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [
+        (port, port),
+        (9090, 9090),
     ]

@@ -21,6 +21,7 @@ from retool_operator.core.statemachine import decide_invalid_spec
 from tests.unit.test_builders import MINIMAL, OWNER, spec_of
 
 V = "3.196.1-stable"
+TEMPORAL = {"host": "temporal-frontend.temporal"}
 AUTOSCALED = {**MINIMAL, "api": {"autoscaling": {"minReplicas": 2, "maxReplicas": 10}}}
 
 
@@ -61,15 +62,21 @@ def _live(kind: str, name: str, uid: str) -> dict[str, Any]:
         (MINIMAL, ("Deployment", "acme-api"), False),
         (MINIMAL, ("PodDisruptionBudget", "acme-workflows-worker"), True),
         (
-            {**MINIMAL, "workflowsWorker": {"podDisruptionBudget": {}}},
+            {**MINIMAL, "workflowsWorker": {"podDisruptionBudget": {}}, "temporal": TEMPORAL},
             ("PodDisruptionBudget", "acme-workflows-worker"),
             False,
         ),
         (
-            {**MINIMAL, "workflowsWorker": {}},
+            {**MINIMAL, "workflowsWorker": {}, "temporal": TEMPORAL},
             ("PodDisruptionBudget", "acme-workflows-worker"),
             True,
         ),
+        (MINIMAL, ("Service", "acme-workflows-backend"), True),
+        (MINIMAL, ("Service", "acme-multiplayer"), True),
+        ({**MINIMAL, "multiplayer": {}}, ("Service", "acme-multiplayer"), False),
+        ({**MINIMAL, "dbConnector": {}}, ("Service", "acme-db-connector"), False),
+        (MINIMAL, ("Service", "acme-api"), False),
+        (MINIMAL, ("Service", "acme-jobs-runner"), False),
         (MINIMAL, ("Ingress", "acme"), True),
         ({**MINIMAL, "ingress": {}}, ("Ingress", "acme"), False),
         (MINIMAL, ("HTTPRoute", "acme"), True),

@@ -92,6 +92,15 @@ def test_printer_columns() -> None:
         ("Phase", ".status.phase", "string", 0),
         ("Step", ".status.upgrade.step", "string", 1),
         ("Ready", ".status.api.readyReplicas", "integer", 0),
+        ("API", ".status.api.summary", "string", 1),
+        ("JOBS-RUNNER", ".status.jobsRunner.summary", "string", 1),
+        ("WORKFLOWS-BACKEND", ".status.workflowsBackend.summary", "string", 1),
+        ("WORKFLOWS-WORKER", ".status.workflowsWorker.summary", "string", 1),
+        ("CODE-EXECUTOR", ".status.codeExecutor.summary", "string", 1),
+        ("DB-CONNECTOR", ".status.dbConnector.summary", "string", 1),
+        ("MULTIPLAYER", ".status.multiplayer.summary", "string", 1),
+        ("AGENT-WORKER", ".status.agentWorker.summary", "string", 1),
+        ("AGENT-EVAL-WORKER", ".status.agentEvalWorker.summary", "string", 1),
         ("Age", ".metadata.creationTimestamp", "date", 0),
     ]
 

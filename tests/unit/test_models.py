@@ -114,6 +114,7 @@ def specs(draw: st.DrawFn) -> RetoolDeploymentSpec:
             },
             "jobsRunner": {"env": [{"name": "X", "valueFrom": {"fieldRef": {"fieldPath": "a"}}}]},
             "workflowsBackend": draw(st.none() | st.just({"replicas": 0})),
+            "temporal": {"host": "temporal.example.com"},
             "service": {"type": draw(st.sampled_from(list(models.ServiceType))).value},
             "upgrade": {
                 "strategy": draw(st.sampled_from(list(models.UpgradeStrategy))).value,
@@ -326,6 +327,10 @@ def test_component_field_names() -> None:
         "workflows_backend",
         "workflows_worker",
         "code_executor",
+        "db_connector",
+        "multiplayer",
+        "agent_worker",
+        "agent_eval_worker",
     ]
     assert all(c.field in RetoolDeploymentSpec.model_fields for c in models.Component)
 

@@ -33,6 +33,7 @@ from retool_operator.core.models import (
     RETRY_ANNOTATION,
     ChangeKind,
     Component,
+    OptionalComponentSpec,
     Phase,
     RetoolDeploymentStatus,
     Step,
@@ -72,6 +73,10 @@ OPTIONAL = {
     "workflowsBackend": {"replicas": 2},
     "workflowsWorker": {"replicas": 1},
     "codeExecutor": {"replicas": 3},
+    "dbConnector": {"replicas": 2},
+    "multiplayer": {"replicas": 1},
+    "agentWorker": {"replicas": 1},
+    "agentEvalWorker": {"replicas": 1},
 }
 AUTOSCALED = {"api": {"autoscaling": {"minReplicas": 2, "maxReplicas": 6}}}
 STRATEGIES = ["Recreate", "RollingUpdate"]
@@ -377,7 +382,16 @@ class TestInstall:
             pytest.param({}, {"api": 2}, id="minimal"),
             pytest.param(
                 OPTIONAL,
-                {"api": 2, "workflows-backend": 2, "workflows-worker": 1, "code-executor": 3},
+                {
+                    "api": 2,
+                    "workflows-backend": 2,
+                    "workflows-worker": 1,
+                    "code-executor": 3,
+                    "db-connector": 2,
+                    "multiplayer": 1,
+                    "agent-worker": 1,
+                    "agent-eval-worker": 1,
+                },
                 id="optional-components",
             ),
             pytest.param({"api": {"replicas": 0}}, {"api": 0}, id="no-api"),
@@ -861,6 +875,35 @@ class TestVersionChangedMidUpgrade:
         assert "UpgradeRetargeted" in run.event_reasons
         assert not any(
             p.version == NEW for t in run.ticks for p in (t.decision.plan or {}).values()
+        )
+
+    @pytest.mark.parametrize("strategy", STRATEGIES)
+    @pytest.mark.parametrize(
+        "step", [Step.STOPPING_SERVICES, Step.MIGRATING_DATABASE, Step.STARTING_SERVICES]
+    )
+    def test_a_component_enabled_mid_upgrade_waits_for_its_end(
+        self, strategy: simulator.Strategy, step: Step
+    ) -> None:
+        run = installed(OLD, strategy=strategy, cluster=Cluster(readiness=Readiness(slow={NEW: 3})))
+        run.set_version(NEW)
+        if strategy == "RollingUpdate" and step is Step.STOPPING_SERVICES:
+            step = Step.MIGRATING_DATABASE  # a rolling update stops nothing
+        run.run_until_step(step)
+        run.update_spec(
+            multiplayer=OptionalComponentSpec(replicas=2), db_connector=OptionalComponentSpec()
+        )
+        while run.status.upgrade is not None:
+            run.step()
+            if run.status.upgrade is None:
+                break  # the upgrade ended: now they may join
+            for component in (Component.MULTIPLAYER, Component.DB_CONNECTOR):
+                assert component not in run.cluster.workloads, (
+                    f"{component} created during {run.status.upgrade}"
+                )
+        run.run(budget=60)
+        assert_ready_on(run, NEW)
+        assert_rolled_out(
+            run, NEW, {"jobs-runner": 1, "api": 2, "multiplayer": 2, "db-connector": 1}
         )
 
     @pytest.mark.parametrize("new_target", [NEWER, "3.148.2-stable"], ids=["minor", "to-patch"])

@@ -28,6 +28,7 @@ from typing import Any
 
 from retool_operator.core import naming
 from retool_operator.core.models import (
+    CodeExecutorMode,
     Component,
     ComponentSpec,
     EnvVar,
@@ -44,12 +45,25 @@ from retool_operator.core.versions import parse
 
 Manifest = dict[str, Any]
 
+# Ports and Services as Retool's Helm chart runs them (docs/design.md "Retool service types").
 API_PORT = 3000
 JOBS_RUNNER_HEALTH_PORT = 3003
-CODE_EXECUTOR_PORT = 3004
-# Not among Retool's published facts: its Helm chart runs the workflows worker's health check
-# on 3005.
+CODE_EXECUTOR_PORT = 3004  # charts/retool/templates/deployment_code_executor.yaml
+# charts/retool/templates/_workers.tpl: each worker kind's health port and Temporal task queue.
 WORKFLOWS_WORKER_HEALTH_PORT = 3005
+AGENT_EVAL_WORKER_HEALTH_PORT = 3012
+_WORKER_TASK_QUEUES = {Component.AGENT_WORKER: "agent", Component.AGENT_EVAL_WORKER: "agent-eval"}
+WORKER_METRICS_PORT = 9090  # charts/retool/templates/_workers.tpl (http-metrics)
+DB_CONNECTOR_PORT = 3002  # charts/retool/templates/deployment_dbconnector.yaml
+MULTIPLAYER_PORT = 3001  # charts/retool/templates/deployment_multiplayer_ws.yaml
+MULTIPLAYER_PATH = "/api/multiplayer"  # charts/retool/values.yaml multiplayer.ingress.paths
+# The chart's Services of the workflows backend, code executor and multiplayer listen on 80, so
+# the URLs that point at them carry no port.
+HTTP_SERVICE_PORT = 80
+# charts/retool/templates/_workers.tpl and deployment_workflows.yaml: per-pod pool and timeout.
+WORKFLOWS_POOL_MAX_SIZE = "100"
+WORKFLOWS_QUERY_TIMEOUT_MS = "5400000"
+NODE_OPTIONS = "--max_old_space_size=1024"
 
 HEALTH_PATH = "/api/checkHealth"
 JOBS_RUNNER_HEALTH_PATH = "/api/checkJobsRunnerHealth"
@@ -70,7 +84,11 @@ _LIVENESS_PERIOD_SECONDS = 30
 # stop, so running queries and code finish. Other components keep Kubernetes' defaults (no wait,
 # 30 s): the jobs-runner in particular, whose old pod must be gone before the new one starts.
 _PRE_STOP_SLEEP_SECONDS = {Component.API: 30}
-_TERMINATION_GRACE_SECONDS = {Component.API: 391, Component.CODE_EXECUTOR: 391}
+_TERMINATION_GRACE_SECONDS = {
+    Component.API: 391,
+    Component.CODE_EXECUTOR: 391,
+    Component.DB_CONNECTOR: 391,  # charts/retool/values.yaml dbconnector.terminationGracePeriod
+}
 
 # Every kind of child the operator writes, as (apiVersion, kind, plural): the one list that the
 # watches, the API paths of the writes and the benchmark's request counts all derive from.
@@ -87,11 +105,8 @@ CHILD_KINDS: tuple[tuple[str, str, str], ...] = (
 # Kinds a cluster may lack (a CRD of their own): the operator checks before it writes one.
 OPTIONAL_KINDS = frozenset({"HTTPRoute"})
 
-OPTIONAL_COMPONENTS = (
-    Component.WORKFLOWS_BACKEND,
-    Component.WORKFLOWS_WORKER,
-    Component.CODE_EXECUTOR,
-)
+# Every component but the api and the jobs-runner, which always run.
+OPTIONAL_COMPONENTS = tuple(c for c in Component if c not in (Component.API, Component.JOBS_RUNNER))
 
 
 @dataclass(frozen=True)
@@ -108,29 +123,78 @@ class WorkloadPlan:
 
 @dataclass(frozen=True)
 class _Traits:
-    """Per-component facts about Retool (docs/design.md §1)."""
+    """Per-component facts about Retool (docs/design.md "Retool service types").
 
-    service_type: str | None
+    `service_port` is the port of the component's own Service (None: it has none here); the
+    container port is `port`, plus `extra_ports` (name, port) that the Service exposes too.
+    """
+
     port: int
     health_path: str
     args: tuple[str, ...]
+    service_port: int | None = None
+    extra_ports: tuple[tuple[str, int], ...] = ()
 
 
 _BACKEND_ARGS = ("bash", "./docker_scripts/start_api.sh")
 _TRAITS: dict[Component, _Traits] = {
-    Component.API: _Traits(
-        "MAIN_BACKEND,DB_CONNECTOR,DB_SSH_CONNECTOR", API_PORT, HEALTH_PATH, _BACKEND_ARGS
+    Component.API: _Traits(API_PORT, HEALTH_PATH, _BACKEND_ARGS),
+    Component.JOBS_RUNNER: _Traits(JOBS_RUNNER_HEALTH_PORT, JOBS_RUNNER_HEALTH_PATH, _BACKEND_ARGS),
+    Component.WORKFLOWS_BACKEND: _Traits(API_PORT, HEALTH_PATH, _BACKEND_ARGS, HTTP_SERVICE_PORT),
+    **{
+        worker: _Traits(port, HEALTH_PATH, _BACKEND_ARGS, port, (("metrics", WORKER_METRICS_PORT),))
+        for worker, port in (
+            (Component.WORKFLOWS_WORKER, WORKFLOWS_WORKER_HEALTH_PORT),
+            (Component.AGENT_WORKER, WORKFLOWS_WORKER_HEALTH_PORT),
+            (Component.AGENT_EVAL_WORKER, AGENT_EVAL_WORKER_HEALTH_PORT),
+        )
+    },
+    # A separate image with its own entrypoint (the chart sets no command) and no database.
+    Component.CODE_EXECUTOR: _Traits(CODE_EXECUTOR_PORT, HEALTH_PATH, (), HTTP_SERVICE_PORT),
+    Component.DB_CONNECTOR: _Traits(
+        DB_CONNECTOR_PORT, HEALTH_PATH, _BACKEND_ARGS, DB_CONNECTOR_PORT
     ),
-    Component.JOBS_RUNNER: _Traits(
-        "JOBS_RUNNER", JOBS_RUNNER_HEALTH_PORT, JOBS_RUNNER_HEALTH_PATH, _BACKEND_ARGS
-    ),
-    Component.WORKFLOWS_BACKEND: _Traits("WORKFLOW_BACKEND", API_PORT, HEALTH_PATH, _BACKEND_ARGS),
-    Component.WORKFLOWS_WORKER: _Traits(
-        "WORKFLOW_TEMPORAL_WORKER", WORKFLOWS_WORKER_HEALTH_PORT, HEALTH_PATH, _BACKEND_ARGS
-    ),
-    # The code executor is a separate image with its own start script and no database access.
-    Component.CODE_EXECUTOR: _Traits(None, CODE_EXECUTOR_PORT, HEALTH_PATH, ("bash", "start.sh")),
+    Component.MULTIPLAYER: _Traits(MULTIPLAYER_PORT, HEALTH_PATH, _BACKEND_ARGS, HTTP_SERVICE_PORT),
 }
+
+# Components that run the backend image but not the database connector in-process when the
+# standalone db connector runs (charts/retool/templates/deployment_backend.yaml and
+# deployment_workflows.yaml).
+_IN_PROCESS_DB_CONNECTOR = "DB_CONNECTOR,DB_SSH_CONNECTOR"
+_SERVICE_TYPES: dict[Component, str] = {
+    Component.API: "MAIN_BACKEND",
+    Component.JOBS_RUNNER: "JOBS_RUNNER",
+    Component.WORKFLOWS_BACKEND: "WORKFLOW_BACKEND",
+    Component.WORKFLOWS_WORKER: "WORKFLOW_TEMPORAL_WORKER",
+    Component.DB_CONNECTOR: _IN_PROCESS_DB_CONNECTOR,
+    Component.MULTIPLAYER: "MULTIPLAYER_SERVICE",
+    Component.AGENT_WORKER: "WORKFLOW_TEMPORAL_WORKER",
+    Component.AGENT_EVAL_WORKER: "AGENT_EVAL_TEMPORAL_WORKER",
+}
+# The Temporal workers (charts/retool/templates/_workers.tpl renders them all alike).
+WORKERS = frozenset(
+    {Component.WORKFLOWS_WORKER, Component.AGENT_WORKER, Component.AGENT_EVAL_WORKER}
+)
+
+
+def service_type(spec: RetoolDeploymentSpec, component: Component) -> str | None:
+    """SERVICE_TYPE of a component; None for the code executor, which has none.
+
+    The api and the workflows backend run the db connector themselves unless the standalone one
+    runs. The jobs-runner always has its own pod, so the api never gets JOBS_RUNNER.
+    """
+    base = _SERVICE_TYPES.get(component)
+    if base is None:
+        return None
+    in_process = component in (Component.API, Component.WORKFLOWS_BACKEND)
+    if in_process and spec.db_connector is None:
+        return f"{base},{_IN_PROCESS_DB_CONNECTOR}"
+    return base
+
+
+def has_service(component: Component) -> bool:
+    """Whether a component has a Service of its own beyond the api's and the jobs-runner's."""
+    return _TRAITS[component].service_port is not None
 
 
 # --- spec access ------------------------------------------------------------------------------
@@ -204,6 +268,9 @@ def required_secrets(spec: RetoolDeploymentSpec) -> list[tuple[str, str | None]]
         (spec.secret_ref.name, LICENSE_KEY_KEY),
         (spec.secret_ref.name, ENCRYPTION_KEY_KEY),
     ]
+    tls = spec.temporal.tls if spec.temporal is not None else None
+    if tls is not None and tls.enabled and tls.secret_name is not None:
+        needed += [(tls.secret_name, tls.cert_key), (tls.secret_name, tls.key_key)]
     for component in Component:
         if getattr(spec, component.field) is None:
             continue
@@ -224,30 +291,123 @@ def migration_timeout_seconds(spec: RetoolDeploymentSpec) -> int:
     return max(1, math.ceil(parse_duration(spec.upgrade.migration_timeout)))
 
 
+def service_url(instance: str, component: Component) -> str:
+    """`http://<Service>[:port]` of a component, in the chart's format: no port when it is 80."""
+    port = _TRAITS[component].service_port
+    host = f"http://{naming.workload_name(instance, component)}"
+    return host if port in (None, HTTP_SERVICE_PORT) else f"{host}:{port}"
+
+
+def _enabled(spec: RetoolDeploymentSpec, component: Component) -> bool:
+    return getattr(spec, component.field) is not None
+
+
+# Who calls whom, from the chart's templates (docs/design.md "Retool service types", wiring):
+# the components whose pods get the variables that point at each callee's Service.
+_WORKFLOWS_CALLERS = frozenset({Component.API, Component.WORKFLOWS_BACKEND}) | WORKERS
+_TEMPORAL_USERS = frozenset({Component.JOBS_RUNNER, Component.WORKFLOWS_BACKEND}) | WORKERS
+
+
+def _temporal_env(spec: RetoolDeploymentSpec, component: Component) -> list[dict[str, Any]]:
+    """WORKFLOW_TEMPORAL_* (charts/retool/templates/_helpers.tpl retool.temporal.*): on the
+    jobs-runner, workflows backend and workers, and on the api while workflows run."""
+    temporal = spec.temporal
+    workflows = _enabled(spec, Component.WORKFLOWS_BACKEND)
+    if temporal is None or not (
+        component in _TEMPORAL_USERS or (component is Component.API and workflows)
+    ):
+        return []
+    env = [
+        _value("WORKFLOW_TEMPORAL_CLUSTER_FRONTEND_HOST", temporal.host),
+        _value("WORKFLOW_TEMPORAL_CLUSTER_FRONTEND_PORT", str(temporal.port)),
+        _value("WORKFLOW_TEMPORAL_CLUSTER_NAMESPACE", temporal.namespace),
+    ]
+    tls = temporal.tls
+    if tls.enabled and tls.secret_name is not None:
+        # Both from the Secret: the chart takes the certificate as a literal value and silently
+        # drops both when only the key's Secret is named; here they always come together.
+        env += [
+            _value("WORKFLOW_TEMPORAL_TLS_ENABLED", "true"),
+            _secret("WORKFLOW_TEMPORAL_TLS_CRT", tls.secret_name, tls.cert_key),
+            _secret("WORKFLOW_TEMPORAL_TLS_KEY", tls.secret_name, tls.key_key),
+        ]
+    return env
+
+
+def _wiring_env(
+    spec: RetoolDeploymentSpec, instance: str, component: Component
+) -> list[dict[str, Any]]:
+    """Variables pointing a component at the Services of the others it calls."""
+    env: list[dict[str, Any]] = []
+    workflows_host = _value(
+        "WORKFLOW_BACKEND_HOST", service_url(instance, Component.WORKFLOWS_BACKEND)
+    )
+    if _enabled(spec, Component.WORKFLOWS_BACKEND) and (
+        component in _WORKFLOWS_CALLERS or component is Component.DB_CONNECTOR
+    ):
+        env.append(workflows_host)
+    if _enabled(spec, Component.CODE_EXECUTOR) and component in _WORKFLOWS_CALLERS:
+        url = service_url(instance, Component.CODE_EXECUTOR)
+        env.append(_value("CODE_EXECUTOR_INGRESS_DOMAIN", url))
+    if _enabled(spec, Component.DB_CONNECTOR) and component in _WORKFLOWS_CALLERS:
+        host = f"http://{naming.workload_name(instance, Component.DB_CONNECTOR)}"
+        port = str(DB_CONNECTOR_PORT)
+        env += [_value("DB_CONNECTOR_HOST", host), _value("DB_CONNECTOR_PORT", port)]
+        # The chart gives the workers the query connector only, not the SSH one (_workers.tpl).
+        if component not in WORKERS:
+            env += [_value("DB_SSH_CONNECTOR_HOST", host), _value("DB_SSH_CONNECTOR_PORT", port)]
+    return env
+
+
 def _component_env(spec: RetoolDeploymentSpec, component: Component) -> list[dict[str, Any]]:
-    """Variables specific to one component."""
+    """Variables specific to one component (charts/retool/templates/deployment_*.yaml)."""
     if component is Component.JOBS_RUNNER:
         seconds = str(migration_timeout_seconds(spec))
         return [_value("DATABASE_MIGRATIONS_TIMEOUT_SECONDS", seconds)]
-    if component is Component.WORKFLOWS_BACKEND:
-        return [_value("DISABLE_DATABASE_MIGRATIONS", "true")]
-    if component is Component.WORKFLOWS_WORKER:
-        return [
-            _value("DISABLE_DATABASE_MIGRATIONS", "true"),
-            _value("WORKFLOW_WORKER_HEALTHCHECK_PORT", str(WORKFLOWS_WORKER_HEALTH_PORT)),
+    if component is Component.API:
+        return []
+    # Only the jobs-runner migrates (docs/design.md §4). The chart sets this on all of them but
+    # multiplayer; multiplayer gets it too: its new pods start after the jobs-runner migrated.
+    env = [_value("DISABLE_DATABASE_MIGRATIONS", "true")]
+    if component in WORKERS:
+        env += [
+            _value("WORKFLOW_WORKER_HEALTHCHECK_PORT", str(_TRAITS[component].port)),
+            _value("NODE_OPTIONS", NODE_OPTIONS),
         ]
-    return []
+        if component in _WORKER_TASK_QUEUES:
+            env.append(_value("WORKER_TEMPORAL_TASKQUEUE", _WORKER_TASK_QUEUES[component]))
+    if component is Component.DB_CONNECTOR:
+        env += [
+            _value("NODE_OPTIONS", NODE_OPTIONS),
+            _value("DBCONNECTOR_HTTP_AGENT_MAX_SOCKETS", "1000"),
+        ]
+    if component is Component.MULTIPLAYER:
+        env.append(_value("MULTIPLAYER_SERVER_PORT", str(MULTIPLAYER_PORT)))
+    if component in WORKERS | {Component.WORKFLOWS_BACKEND, Component.DB_CONNECTOR}:
+        env.append(_value("DBCONNECTOR_POSTGRES_POOL_MAX_SIZE", WORKFLOWS_POOL_MAX_SIZE))
+    if component in WORKERS | {Component.WORKFLOWS_BACKEND}:
+        env.append(_value("DBCONNECTOR_QUERY_TIMEOUT_MS", WORKFLOWS_QUERY_TIMEOUT_MS))
+    return env
 
 
-def operator_env(spec: RetoolDeploymentSpec, component: Component) -> list[dict[str, Any]]:
-    """The variables the operator sets for a component, before the user's `env`."""
+def operator_env(
+    spec: RetoolDeploymentSpec, component: Component, instance: str
+) -> list[dict[str, Any]]:
+    """The variables the operator sets for a component of INSTANCE, before the user's `env`."""
     env = [_value("NODE_ENV", "production")]
-    service_type = _TRAITS[component].service_type
-    if service_type is None:
+    kind = service_type(spec, component)
+    if kind is None:
         # The code executor runs users' code: it gets neither the database nor the keys.
-        return env
-    env.append(_value("SERVICE_TYPE", service_type))
-    return env + _database_env(spec) + _secrets_env(spec) + _component_env(spec, component)
+        return [*env, _value("NODE_OPTIONS", NODE_OPTIONS)]
+    env.append(_value("SERVICE_TYPE", kind))
+    return (
+        env
+        + _database_env(spec)
+        + _secrets_env(spec)
+        + _component_env(spec, component)
+        + _temporal_env(spec, component)
+        + _wiring_env(spec, instance, component)
+    )
 
 
 def _user_env_entry(var: EnvVar) -> dict[str, Any]:
@@ -338,32 +498,65 @@ def _resources(section: ComponentSpec) -> dict[str, Any]:
     return resources
 
 
-def _container_security_context(component: Component, settings: Settings) -> dict[str, Any]:
-    """Least privilege, except the code executor, whose nsjail sandbox needs a privileged pod.
+def _unprivileged_code_executor(spec: RetoolDeploymentSpec, component: Component) -> bool:
+    executor = spec.code_executor
+    return (
+        component is Component.CODE_EXECUTOR
+        and executor is not None
+        and executor.mode is CodeExecutorMode.UNPRIVILEGED
+    )
+
+
+def _container_security_context(
+    spec: RetoolDeploymentSpec, component: Component, settings: Settings
+) -> dict[str, Any]:
+    """Least privilege, except the code executor, whose nsjail sandbox needs privileges.
 
     The user's container.securityContext goes over this default, key by key.
     """
-    if component is Component.CODE_EXECUTOR:
+    if _unprivileged_code_executor(spec, component):
+        # The chart's useSeccompProfile mode (charts/retool/templates/deployment_code_executor
+        # .yaml): nsjail sets up its own namespaces inside a user namespace instead of a
+        # privileged container. AppArmor: the field (GA since 1.30) where the chart still writes
+        # the beta annotation; the mode needs 1.33 anyway.
+        profile = spec.code_executor.seccomp_profile if spec.code_executor else ""
+        default: dict[str, Any] = {
+            "capabilities": {"add": ["NET_ADMIN"]},
+            "procMount": "Unmasked",
+            "seccompProfile": {"type": "Localhost", "localhostProfile": profile},
+            "appArmorProfile": {"type": "Unconfined"},
+        }
+    elif component is Component.CODE_EXECUTOR:
         # Retool's own manifests run it privileged; without that, users' code runs unsandboxed.
-        default: dict[str, Any] = {"privileged": True}
+        default = {"privileged": True}
     else:
         default = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
     return copy.deepcopy(merge_maps(default, settings.container.security_context) or {})
 
 
+def _container_ports(component: Component) -> list[dict[str, Any]]:
+    traits = _TRAITS[component]
+    return [
+        {"name": name, "containerPort": port, "protocol": "TCP"}
+        for name, port in (("http", traits.port), *traits.extra_ports)
+    ]
+
+
 def _container(
-    spec: RetoolDeploymentSpec, component: Component, version: str, settings: Settings
+    owner: Owner,
+    spec: RetoolDeploymentSpec,
+    component: Component,
+    version: str,
+    settings: Settings,
 ) -> dict[str, Any]:
     """The one Retool container of a component's pods."""
     section = component_spec(spec, component)
     traits = _TRAITS[component]
-    container: dict[str, Any] = {
-        "name": component.value,
-        "image": image(spec, component, version),
-        "args": list(traits.args),
-        "ports": [{"name": "http", "containerPort": traits.port, "protocol": "TCP"}],
-        "env": merge_env(operator_env(spec, component), settings.env),
-    }
+    container: dict[str, Any] = {"name": component.value, "image": image(spec, component, version)}
+    if traits.args:
+        container["args"] = list(traits.args)
+    container["ports"] = _container_ports(component)
+    container["env"] = merge_env(operator_env(spec, component, owner.name), settings.env)
     if settings.env_from:
         container["envFrom"] = copy.deepcopy(settings.env_from)
     if settings.container.image_pull_policy is not None:
@@ -377,7 +570,7 @@ def _container(
         sleep = _PRE_STOP_SLEEP_SECONDS.get(component, 0)
     if sleep > 0:
         container["lifecycle"] = {"preStop": {"exec": {"command": ["sleep", str(sleep)]}}}
-    container["securityContext"] = _container_security_context(component, settings)
+    container["securityContext"] = _container_security_context(spec, component, settings)
     if settings.container.volume_mounts:
         container["volumeMounts"] = copy.deepcopy(settings.container.volume_mounts)
     return container
@@ -420,12 +613,15 @@ def _pod_template(
     if pod_settings.init_containers:
         pod["initContainers"] = copy.deepcopy(pod_settings.init_containers)
     pod["containers"] = [
-        _container(spec, component, version, settings),
+        _container(owner, spec, component, version, settings),
         *copy.deepcopy(pod_settings.sidecars),
     ]
     security_context = _pod_security_context(component, settings)
     if security_context:
         pod["securityContext"] = security_context
+    if _unprivileged_code_executor(spec, component):
+        # The user namespace procMount: Unmasked requires (charts/retool: hostUsers: false).
+        pod["hostUsers"] = False
     grace = pod_settings.termination_grace_period_seconds
     if grace is None:
         grace = _TERMINATION_GRACE_SECONDS.get(component)
@@ -549,7 +745,7 @@ def build_optional_deployment(
     version: str,
     replicas: int | None,
 ) -> Manifest:
-    """The Deployment of workflows-backend, workflows-worker or code-executor."""
+    """The Deployment of an optional component (OPTIONAL_COMPONENTS)."""
     if component not in OPTIONAL_COMPONENTS:
         raise ValueError(f"{component.value} is not an optional component")
     return _deployment(owner, spec, component, version, replicas)
@@ -583,6 +779,37 @@ def build_api_service(owner: Owner, spec: RetoolDeploymentSpec, version: str) ->
         owner, name, component, version, annotations=service.annotations, labels=service.labels
     )
     return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": body}
+
+
+def build_component_service(owner: Owner, component: Component, version: str) -> Manifest:
+    """The ClusterIP Service `<name>-<component>` the other components call it through.
+
+    Ports as the chart's (charts/retool/templates/deployment_workflows.yaml, _workers.tpl,
+    deployment_code_executor.yaml, deployment_dbconnector.yaml, deployment_multiplayer_ws.yaml):
+    80 to the container port where the callers' URLs carry no port, else the port itself.
+    """
+    traits = _TRAITS[component]
+    if traits.service_port is None:
+        raise ValueError(f"{component.value} has no Service of its own")
+    ports = [
+        {"name": "http", "port": traits.service_port, "targetPort": traits.port, "protocol": "TCP"}
+    ]
+    ports += [
+        {"name": name, "port": port, "targetPort": port, "protocol": "TCP"}
+        for name, port in traits.extra_ports
+    ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(
+            owner, naming.workload_name(owner.name, component), component, version
+        ),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": naming.selector_labels(owner.name, component),
+            "ports": ports,
+        },
+    }
 
 
 def build_jobs_runner_service(owner: Owner, version: str) -> Manifest:
@@ -651,10 +878,20 @@ def build_ingress(owner: Owner, spec: RetoolDeploymentSpec, version: str) -> Man
         }
     }
 
+    paths = [{"path": ingress.path, "pathType": ingress.path_type.value, "backend": backend}]
+    if spec.multiplayer is not None:
+        # Before the main path, as the chart's multiplayer.ingress.paths are.
+        multiplayer = {
+            "service": {
+                "name": naming.workload_name(owner.name, Component.MULTIPLAYER),
+                "port": {"number": HTTP_SERVICE_PORT},
+            }
+        }
+        paths.insert(0, {"path": MULTIPLAYER_PATH, "pathType": "Prefix", "backend": multiplayer})
+
     def rule(host: str | None) -> dict[str, Any]:
-        path = {"path": ingress.path, "pathType": ingress.path_type.value, "backend": backend}
         entry: dict[str, Any] = {"host": host} if host else {}
-        entry["http"] = {"paths": [copy.deepcopy(path)]}
+        entry["http"] = {"paths": copy.deepcopy(paths)}
         return entry
 
     body: dict[str, Any] = {}
@@ -700,6 +937,15 @@ def build_http_route(owner: Owner, spec: RetoolDeploymentSpec, version: str) -> 
             "backendRefs": [{"name": naming.service_name(owner.name), "port": spec.service.port}],
         }
     ]
+    if spec.multiplayer is not None:
+        # The longest matching prefix wins in Gateway API, so the order does not matter here.
+        name = naming.workload_name(owner.name, Component.MULTIPLAYER)
+        body["rules"].append(
+            {
+                "matches": [{"path": {"type": "PathPrefix", "value": MULTIPLAYER_PATH}}],
+                "backendRefs": [{"name": name, "port": HTTP_SERVICE_PORT}],
+            }
+        )
     name = naming.route_name(owner.name)
     metadata = _metadata(
         owner, name, Component.API, version, annotations=route.annotations, labels=route.labels
@@ -806,6 +1052,8 @@ def desired_children(
         children.append(build_workload(owner, spec, component, version, plan[component].replicas))
         if component is Component.JOBS_RUNNER:
             children.append(build_jobs_runner_service(owner, version))
+        if has_service(component):
+            children.append(build_component_service(owner, component, version))
         section = component_spec(spec, component)
         if isinstance(section, ReplicatedComponentSpec) and section.pod_disruption_budget:
             children.append(build_pod_disruption_budget(owner, spec, version, component))

@@ -56,9 +56,11 @@ def _unwanted_candidates(
 ) -> list[ChildKey]:
     """Children the spec no longer asks for, owned or not."""
     candidates = [
-        ("Deployment", naming.workload_name(name, c))
+        (kind, naming.workload_name(name, c))
         for c in builders.OPTIONAL_COMPONENTS
         if getattr(spec, c.field) is None
+        for kind in ("Deployment", "Service")
+        if kind == "Deployment" or builders.has_service(c)
     ]
     for component in (Component.API, *builders.OPTIONAL_COMPONENTS):
         section = getattr(spec, component.field)

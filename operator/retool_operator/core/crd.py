@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel
+from pydantic.alias_generators import to_camel
 
 from retool_operator.core import models
 from retool_operator.core.kubernetes_types import EMBEDDED_MARK
@@ -218,6 +219,17 @@ PRINTER_COLUMNS = [
     _column("Phase", ".status.phase", "Installing, Ready, Upgrading, RollingBack, ..."),
     _column("Step", ".status.upgrade.step", "Step of the upgrade in progress.", priority=1),
     _column("Ready", ".status.api.readyReplicas", "Ready api replicas.", type="integer"),
+    # -o wide: one column per component (a printer column holds one JSONPath, so READY/REPLICAS
+    # VERSION comes from status.<component>.summary); <none> when it does not run.
+    *(
+        _column(
+            component.value.upper(),
+            f".status.{to_camel(component.field)}.summary",
+            f"Ready/desired replicas and version of the {component.value}.",
+            priority=1,
+        )
+        for component in models.Component
+    ),
     _column("Age", ".metadata.creationTimestamp", "Time since creation.", type="date"),
 ]
 

@@ -166,6 +166,10 @@ class Component(StrEnum):
     WORKFLOWS_BACKEND = "workflows-backend"
     WORKFLOWS_WORKER = "workflows-worker"
     CODE_EXECUTOR = "code-executor"
+    DB_CONNECTOR = "db-connector"
+    MULTIPLAYER = "multiplayer"
+    AGENT_WORKER = "agent-worker"
+    AGENT_EVAL_WORKER = "agent-eval-worker"
 
     @property
     def field(self) -> str:
@@ -799,9 +803,142 @@ class JobsRunnerSpec(ComponentSpec):
 
 
 class OptionalComponentSpec(ReplicatedComponentSpec):
-    """An optional Deployment: workflows-backend, workflows-worker or code-executor."""
+    """An optional Deployment: every component but the api and the jobs-runner."""
 
     replicas: int = Field(default=1, ge=0, le=1000, description="Replicas of this component.")
+
+
+class CodeExecutorMode(StrEnum):
+    PRIVILEGED = "Privileged"
+    UNPRIVILEGED = "Unprivileged"
+
+
+DEFAULT_NSJAIL_SECCOMP_PROFILE = "profiles/nsjail-seccomp.json"
+
+
+class CodeExecutorSpec(OptionalComponentSpec):
+    """The code executor: privileged (the chart's default) or the chart's unprivileged mode."""
+
+    mode: CodeExecutorMode = Field(
+        default=CodeExecutorMode.PRIVILEGED,
+        description="Privileged runs the nsjail sandbox in a privileged container (the chart's "
+        "default). Unprivileged is the chart's useSeccompProfile mode: no privileged container, "
+        "NET_ADMIN, an unmasked /proc, a user namespace (hostUsers: false) and a Localhost "
+        "seccomp profile the nodes must already have (Kubernetes 1.33 or later).",
+    )
+    seccomp_profile: str = Field(
+        default=DEFAULT_NSJAIL_SECCOMP_PROFILE,
+        pattern=r"^[^\s]+$",
+        max_length=MAX_NAME_LENGTH,
+        description="Unprivileged mode: the Localhost seccomp profile, relative to the kubelet's "
+        "seccomp directory (/var/lib/kubelet/seccomp), e.g. profiles/nsjail-seccomp.json.",
+        json_schema_extra=cel_pattern(
+            "spec.codeExecutor.seccompProfile must be a path without spaces, e.g. "
+            "profiles/nsjail-seccomp.json"
+        ),
+    )
+
+
+DEFAULT_TEMPORAL_PORT = 7233
+DEFAULT_TEMPORAL_NAMESPACE = "workflows"
+# The key names of the chart's own Secret entries (charts/retool/templates/secret.yaml).
+DEFAULT_TEMPORAL_TLS_KEY_KEY = "temporal-tls-key"
+DEFAULT_TEMPORAL_TLS_CERT_KEY = "temporal-tls-crt"
+TEMPORAL_TLS_CERTIFICATES_MESSAGE = (
+    "spec.temporal.tls.secretName is required when spec.temporal.tls.enabled is true: it names "
+    "the Secret with the client certificate and key"
+)
+
+
+def _secret_key(field: str, default: str, description: str) -> Any:
+    return Field(
+        default=default,
+        pattern=DATA_KEY_PATTERN,
+        max_length=MAX_NAME_LENGTH,
+        description=description,
+        json_schema_extra=cel_pattern(
+            f"spec.temporal.tls.{field} must be a Secret key: not empty, letters, digits, '-', "
+            f"'_' and '.', e.g. {default}"
+        ),
+    )
+
+
+class TemporalTlsSpec(ApiModel):
+    """TLS to Temporal, as the chart's temporal.sslEnabled, sslCert and sslKey."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            # has(): the API server checks the rule against the `{}` default as well.
+            (
+                "!(has(self.enabled) && self.enabled) || has(self.secretName)",
+                TEMPORAL_TLS_CERTIFICATES_MESSAGE,
+            )
+        )
+    )
+
+    enabled: bool = Field(default=False, description="Connect to Temporal over TLS.")
+    secret_name: str | None = Field(
+        default=None,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        max_length=MAX_NAME_LENGTH,
+        description="Secret holding the client certificate and key, each base64-encoded PEM as "
+        "the chart's sslCert and sslKey (Temporal Cloud's mTLS).",
+        json_schema_extra=cel_pattern(
+            "spec.temporal.tls.secretName must be the name of a Secret in this namespace, e.g. "
+            "temporal-tls"
+        ),
+    )
+    cert_key: str = _secret_key(
+        "certKey",
+        DEFAULT_TEMPORAL_TLS_CERT_KEY,
+        "Key of the certificate (WORKFLOW_TEMPORAL_TLS_CRT).",
+    )
+    key_key: str = _secret_key(
+        "keyKey",
+        DEFAULT_TEMPORAL_TLS_KEY_KEY,
+        "Key of the private key (WORKFLOW_TEMPORAL_TLS_KEY).",
+    )
+
+    @model_validator(mode="after")
+    def _secret_when_enabled(self) -> TemporalTlsSpec:
+        if self.enabled and self.secret_name is None:
+            raise ValueError(TEMPORAL_TLS_CERTIFICATES_MESSAGE)
+        return self
+
+
+class TemporalSpec(ApiModel):
+    """The Temporal cluster Retool Workflows runs on (the chart's `temporal` block)."""
+
+    host: str = Field(
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        pattern=HOST_PATTERN,
+        description="Temporal frontend host, e.g. temporal-frontend.temporal or "
+        "<namespace>.<account>.tmprl.cloud.",
+        json_schema_extra=cel_pattern(
+            "spec.temporal.host must be a host name without scheme, path or spaces, e.g. "
+            "temporal-frontend.temporal"
+        ),
+    )
+    port: int = Field(
+        default=DEFAULT_TEMPORAL_PORT, ge=1, le=65535, description="Temporal frontend port."
+    )
+    namespace: str = Field(
+        default=DEFAULT_TEMPORAL_NAMESPACE,
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        pattern=HOST_PATTERN,
+        description="Temporal namespace Retool's workflows run in.",
+        json_schema_extra=cel_pattern(
+            "spec.temporal.namespace must be a Temporal namespace without spaces or '/', e.g. "
+            "workflows"
+        ),
+    )
+    tls: TemporalTlsSpec = Field(
+        default_factory=TemporalTlsSpec,
+        description="TLS to Temporal.",
+        json_schema_extra=DEFAULT_EMPTY_OBJECT,
+    )
 
 
 class ServiceType(StrEnum):
@@ -1187,6 +1324,42 @@ def _mounts_name_volumes() -> JsonDict:
     return {"x-kubernetes-validations": rules}
 
 
+TEMPORAL_REQUIRED_MESSAGE = (
+    "spec.temporal.host is required when spec.workflowsBackend, spec.workflowsWorker, "
+    "spec.agentWorker or spec.agentEvalWorker is set: Retool Workflows and Agents run on Temporal"
+)
+AGENTS_NEED_WORKFLOWS_MESSAGE = (
+    "spec.workflowsBackend is required when spec.agentWorker or spec.agentEvalWorker is set: "
+    "the agent workers run on Retool Workflows (the chart's agents.enabled turns it on)"
+)
+_ON_TEMPORAL = ("workflowsBackend", "workflowsWorker", "agentWorker", "agentEvalWorker")
+_AGENTS = ("agentWorker", "agentEvalWorker")
+
+
+def _any_of(fields: tuple[str, ...]) -> str:
+    return " || ".join(f"has(self.{f})" for f in fields)
+
+
+def _spec_rules() -> JsonDict:
+    """The spec's cross-field rules: volume mounts name volumes; workflows have a Temporal."""
+    rules = _mounts_name_volumes()
+    rules["x-kubernetes-validations"].append(
+        {
+            "rule": f"!({_any_of(_ON_TEMPORAL)}) || has(self.temporal)",
+            "message": TEMPORAL_REQUIRED_MESSAGE,
+            "fieldPath": ".temporal",
+        }
+    )
+    rules["x-kubernetes-validations"].append(
+        {
+            "rule": f"!({_any_of(_AGENTS)}) || has(self.workflowsBackend)",
+            "message": AGENTS_NEED_WORKFLOWS_MESSAGE,
+            "fieldPath": ".workflowsBackend",
+        }
+    )
+    return rules
+
+
 class RetoolDeploymentSpec(Settings):
     """Desired state of a self-hosted Retool: its version, database, Secrets and components.
 
@@ -1194,7 +1367,7 @@ class RetoolDeploymentSpec(Settings):
     component; a component's own value wins (core/settings.py).
     """
 
-    model_config = ConfigDict(json_schema_extra=_mounts_name_volumes())
+    model_config = ConfigDict(json_schema_extra=_spec_rules())
 
     version: str = Field(
         pattern=VERSION_PATTERN,
@@ -1236,13 +1409,42 @@ class RetoolDeploymentSpec(Settings):
         json_schema_extra=DEFAULT_EMPTY_OBJECT,
     )
     workflows_backend: OptionalComponentSpec | None = Field(
-        default=None, description="When set, runs a workflows-backend Deployment."
+        default=None,
+        description="When set, runs a workflows-backend Deployment and Service; needs "
+        "spec.temporal.",
     )
     workflows_worker: OptionalComponentSpec | None = Field(
-        default=None, description="When set, runs a workflows-worker Deployment."
+        default=None,
+        description="When set, runs a workflows-worker Deployment and Service; needs "
+        "spec.temporal.",
     )
-    code_executor: OptionalComponentSpec | None = Field(
-        default=None, description="When set, runs a code-executor Deployment."
+    code_executor: CodeExecutorSpec | None = Field(
+        default=None, description="When set, runs a code-executor Deployment and Service."
+    )
+    db_connector: OptionalComponentSpec | None = Field(
+        default=None,
+        description="When set, runs the standalone db connector (DB_CONNECTOR,DB_SSH_CONNECTOR) "
+        "and the api and workflows backend stop running it in-process.",
+    )
+    multiplayer: OptionalComponentSpec | None = Field(
+        default=None,
+        description="When set, runs the multiplayer service (MULTIPLAYER_SERVICE), routed at "
+        "/api/multiplayer by the Ingress and HTTPRoute. Retool calls it experimental.",
+    )
+    agent_worker: OptionalComponentSpec | None = Field(
+        default=None,
+        description="When set, runs the Retool Agents worker (Temporal task queue agent); "
+        "needs spec.workflowsBackend and spec.temporal.",
+    )
+    agent_eval_worker: OptionalComponentSpec | None = Field(
+        default=None,
+        description="When set, runs the Retool Agents evaluation worker (task queue "
+        "agent-eval); needs spec.workflowsBackend and spec.temporal.",
+    )
+    temporal: TemporalSpec | None = Field(
+        default=None,
+        description="The Temporal cluster of Retool Workflows; required by the workflows "
+        "backend and worker.",
     )
     service: ServiceSpec = Field(
         default_factory=ServiceSpec,
@@ -1285,6 +1487,16 @@ class RetoolDeploymentSpec(Settings):
                         f"spec.{to_camel(component.field)}.container.volumeMounts: "
                         f"no volume {m.get('name')!r}"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _workflows_have_temporal(self) -> RetoolDeploymentSpec:
+        agents = self.agent_worker is not None or self.agent_eval_worker is not None
+        workflows = self.workflows_backend is not None or self.workflows_worker is not None
+        if (workflows or agents) and self.temporal is None:
+            raise ValueError(TEMPORAL_REQUIRED_MESSAGE)
+        if agents and self.workflows_backend is None:
+            raise ValueError(AGENTS_NEED_WORKFLOWS_MESSAGE)
         return self
 
 
@@ -1372,6 +1584,10 @@ class ComponentStatus(ApiModel):
     ready_replicas: int = Field(default=0, description="Ready replicas.")
     updated_replicas: int = Field(default=0, description="Replicas on the current template.")
     version: str | None = Field(default=None, description="Version of the component's template.")
+    summary: str | None = Field(
+        default=None,
+        description="READY/REPLICAS VERSION, e.g. '2/2 3.196.1-stable', for kubectl get -o wide.",
+    )
 
 
 class HistoryEntry(ApiModel):
@@ -1436,6 +1652,18 @@ class RetoolDeploymentStatus(ApiModel):
     )
     code_executor: ComponentStatus | None = Field(
         default=None, description="The code-executor Deployment, when spec asks for one."
+    )
+    db_connector: ComponentStatus | None = Field(
+        default=None, description="The db-connector Deployment, when spec asks for one."
+    )
+    multiplayer: ComponentStatus | None = Field(
+        default=None, description="The multiplayer Deployment, when spec asks for one."
+    )
+    agent_worker: ComponentStatus | None = Field(
+        default=None, description="The agent-worker Deployment, when spec asks for one."
+    )
+    agent_eval_worker: ComponentStatus | None = Field(
+        default=None, description="The agent-eval-worker Deployment, when spec asks for one."
     )
     history: list[HistoryEntry] = Field(
         default_factory=list, max_length=HISTORY_LIMIT, description="The last 10 upgrades."

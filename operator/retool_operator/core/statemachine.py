@@ -236,11 +236,18 @@ def _plan_with(
     others: str,
     replicas: Mapping[str, int] | None,
 ) -> dict[Component, WorkloadPlan]:
-    """A plan with the jobs-runner at one version and the rest at another, at given replicas."""
+    """A plan with the jobs-runner at one version and the rest at another, at given replicas.
+
+    REPLICAS, once an upgrade saved them, also names the components the upgrade runs: one
+    enabled after that joins when the upgrade ends (a new pod mid-upgrade would run against a
+    database being migrated, or stop nothing that the upgrade waits for).
+    """
     plan: dict[Component, WorkloadPlan] = {}
     for component in enabled_components(spec):
         if component is Component.JOBS_RUNNER:
             plan[component] = WorkloadPlan(jobs_runner, 1)
+            continue
+        if replicas and component.value not in replicas:
             continue
         count = (replicas or {}).get(component.value)
         if count is None:
@@ -853,6 +860,8 @@ def component_status(
         updated_replicas=workload.updated_replicas,
         version=workload.version,
         selector=selector,
+        summary=f"{workload.ready_replicas}/{workload.spec_replicas} "
+        f"{workload.version or 'unknown'}",
     )
 
 
