@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from retool_operator.core.models import (
@@ -22,6 +22,8 @@ from retool_operator.core.settings import combine, effective_settings, merge_map
 from tests.support.admission_cases import minimal_object
 from tests.support.production import production_spec
 
+# Each example builds pydantic models: no per-example deadline on a busy machine.
+slow_examples = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 NAMES = st.sampled_from(["a", "b", "c", "d", "e"])
 VALUES = st.integers(0, 3)
 
@@ -93,7 +95,7 @@ TIMINGS = st.none() | st.builds(
 
 
 @st.composite
-def settings(draw: st.DrawFn) -> Settings:
+def random_settings(draw: st.DrawFn) -> Settings:
     """Random settings on every kind of field: named lists, maps, objects, lists, scalars."""
     volumes = draw(named_items())
     return Settings(
@@ -123,7 +125,8 @@ def settings(draw: st.DrawFn) -> Settings:
     )
 
 
-@given(settings(), settings())
+@slow_examples
+@given(random_settings(), random_settings())
 def test_combine_follows_the_rules_field_by_field(shared: Settings, own: Settings) -> None:
     merged = combine(shared, own)
     # Named lists: by name, the component winning.
@@ -161,13 +164,15 @@ def test_combine_follows_the_rules_field_by_field(shared: Settings, own: Setting
     )
 
 
-@given(settings())
+@slow_examples
+@given(random_settings())
 def test_combine_with_empty_settings_changes_nothing(values: Settings) -> None:
     assert combine(values, Settings()).model_dump() == values.model_dump()
     assert combine(Settings(), values).model_dump() == values.model_dump()
 
 
-@given(settings(), settings(), settings())
+@slow_examples
+@given(random_settings(), random_settings(), random_settings())
 def test_combine_is_associative(a: Settings, b: Settings, c: Settings) -> None:
     # So a later "environment" layer could sit between the shared and component ones.
     assert combine(combine(a, b), c).model_dump() == combine(a, combine(b, c)).model_dump()
