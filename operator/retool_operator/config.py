@@ -25,7 +25,7 @@ class Config:
     # transient. A watch is asked to end after `watch_timeout` and dropped after that plus
     # `read_timeout` with nothing received; the fault suite shortens both.
     connect_timeout: float = 5.0
-    read_timeout: float = 30.0
+    read_timeout: float = 20.0
     watch_timeout: int = 300
 
     @property

@@ -18,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
+import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from functools import partial
@@ -34,6 +36,7 @@ from retool_operator.runtime.ports import Body, Key, KubeApi
 log = logging.getLogger("retool_operator")
 
 ChildKey = children.ChildKey
+FENCE_WINDOW_SECONDS = 5.0
 
 
 def resource_version(body: Body | None) -> int:
@@ -163,11 +166,15 @@ class Writer:
     ) -> None:
         assert decision.plan is not None
 
+        fenced_at = time.monotonic() if fenced else -math.inf
+
         def fence() -> None:
-            nonlocal fenced
-            if not fenced:
+            # A fence read vouches for the writes of the next FENCE_WINDOW_SECONDS only: a
+            # converge slowed by a sick API server reads again (docs/design.md §9, fencing).
+            nonlocal fenced_at
+            if time.monotonic() - fenced_at > FENCE_WINDOW_SECONDS:
                 self._fence(key, body)
-                fenced = True
+                fenced_at = time.monotonic()
 
         namespace, name = key
         metadata = body["metadata"]
