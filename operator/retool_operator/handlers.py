@@ -102,6 +102,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.watching.connect_timeout = config.connect_timeout
     settings.networking.request_timeout = config.read_timeout
     settings.networking.connect_timeout = config.connect_timeout
+    # kopf's default retries give up after about 90 s, and a watcher that gives up ends the
+    # process: ride out an outage of about 10 minutes instead (then the restart is right).
+    settings.networking.error_backoffs = [1, 2, 4, 8, 15, 30, *[60] * 10]
     settings.persistence.finalizer = f"{models.GROUP}/finalizer"
     settings.persistence.diffbase_storage = _NoDiffBase()
     # Filter children on the API server, not in the client: the operator then never receives
@@ -141,6 +144,11 @@ def progress(memo: kopf.Memo, **_: Any) -> float:
 
     Answering at all shows the event loop turns; kopf exits by itself on a dead watcher.
     """
+    return heartbeat(memo)
+
+
+def heartbeat(memo: kopf.Memo) -> float:
+    """The age of the oldest blocking call under way; raises once it shows no progress."""
     running = memo.get("running")
     if not isinstance(running, Running):
         return 0.0

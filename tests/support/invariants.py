@@ -60,6 +60,8 @@ class InvariantMonitor:
         self._started = time.monotonic()
         self.steps: list[str] = []
         self.api_replicas_seen: list[int] = []
+        # The api Deployment's image, each change in order (a flap shows a version twice).
+        self.api_images_seen: list[str] = []
         self.min_ready_endpoints: int | None = None
         self._pods: dict[str, _PodState] = {}
         self._ready_jobs_runner_versions: set[str] = set()
@@ -192,9 +194,12 @@ class InvariantMonitor:
             field_selector=selector,
         ):
             replicas = event["object"].spec.replicas
+            image = event["object"].spec.template.spec.containers[0].image
             with self._lock:
                 if not self.api_replicas_seen or self.api_replicas_seen[-1] != replicas:
                     self.api_replicas_seen.append(replicas)
+                if not self.api_images_seen or self.api_images_seen[-1] != image:
+                    self.api_images_seen.append(image)
 
     # --- the api Service's endpoints ---------------------------------------------------------
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from typing import Any
 
+import kopf
 import pytest
 import urllib3
 from kubernetes import client
 
 from retool_operator.cluster.kube import Cluster, ConflictError, describe
 from retool_operator.core.faults import BACKOFF_CAP_SECONDS, ErrorClass, backoff, classify
+from retool_operator.handlers import Running, heartbeat
+from retool_operator.runtime.offload import Offload
 
 
 @pytest.mark.parametrize(
@@ -68,3 +73,35 @@ def test_every_call_gets_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
     cluster = Cluster(api, timeout=(2.0, 7.0))
     assert cluster.read_secret("ns", "missing") is None
     assert seen == [(2.0, 7.0)]
+
+
+def test_the_heartbeat_sees_a_call_that_outlives_its_deadlines() -> None:
+    """/healthz's probe: a call under way for longer than `stuck_after` fails it."""
+    offload = Offload(1)
+    release = threading.Event()
+    running = Running(
+        reconciler=None,  # type: ignore[arg-type]
+        cluster=None,  # type: ignore[arg-type]
+        offload=offload,
+        stop_metrics=None,
+        stuck_after=0.2,
+    )
+    memo = kopf.Memo(running=running)
+
+    async def scenario() -> None:
+        assert heartbeat(memo) == 0.0
+        call = asyncio.ensure_future(offload(release.wait, 10))
+        await asyncio.sleep(0.05)
+        assert heartbeat(memo) < 0.2  # under way, within its bound
+        await asyncio.sleep(0.3)
+        with pytest.raises(kopf.PermanentError, match="no progress"):
+            heartbeat(memo)
+        release.set()
+        await call
+        assert heartbeat(memo) == 0.0
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        release.set()
+        offload.close()
