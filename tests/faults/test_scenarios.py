@@ -432,3 +432,57 @@ def test_jobs_runner_pod_and_node_deleted_during_migration(
     finally:
         nodes = str(REPO / "hack" / "kwok" / "nodes.yaml")
         retool.kubectl(kubeconfig, "apply", "--server-side", "-f", nodes)
+
+
+# --- two replicas: the active one cut off --------------------------------------------------------
+
+
+def test_the_active_replica_cut_off_while_alive(
+    *,
+    kubeconfig: str,
+    kube_api: client.ApiClient,
+    namespace: str,
+    retool_secrets: PostgresServer,
+    api_proxy: FaultProxy,
+    tmp_path: Path,
+) -> None:
+    """The active replica (higher priority, through the proxy) is blackholed mid-upgrade for
+    longer than the peering lifetime; the standby (direct) takes over and finishes; the old
+    active, healed, resumes and undoes nothing (no image flap, no second history entry).
+    Lifetime 30 s with 5 s deadlines keeps the margin of docs/design.md §9 (30 - 10 > 5 + 10)."""
+    crds = str(REPO / "charts" / "retool-operator" / "crds" / "kopf-peerings.yaml")
+    retool.kubectl(kubeconfig, "apply", "--server-side", "-f", crds)
+    peering = ["--peering", "retool-operator", "--peering-lifetime", "30", *OPERATOR_ARGS]
+    proxied = _proxied_kubeconfig(kubeconfig, api_proxy, tmp_path / "kubeconfig")
+    active = OperatorProcess(
+        proxied, namespace, tmp_path / "active.log", *peering, "--priority", "200"
+    )
+    standby = OperatorProcess(
+        kubeconfig, namespace, tmp_path / "standby.log", *peering, "--priority", "100"
+    )
+    active.start()
+    standby.start()
+    try:
+        monitor = _upgrade(kube_api, namespace, retool_secrets)
+        assert standby.metric_sum("retool_operator_reconcile_total") == 0, "the standby acted"
+        _at_step(kube_api, namespace, "MigratingDatabase")
+        with api_proxy.faulted(Fault("blackhole", buffer=True)):
+            wait_for(
+                lambda: retool.ready_on(kube_api, namespace, NAME, NEW),
+                DEADLINE,
+                f"Ready on {NEW} by the standby",
+            )
+            assert standby.metric_sum("retool_operator_reconcile_total") > 0
+        healed = time.monotonic()
+        acted = active.metric_sum("retool_operator_reconcile_total")
+        _check_after(kube_api, namespace, monitor, scenario="active-cut-off", healed_at=healed)
+        # The old active, healed, is back in charge (the replica change was its work), and it
+        # found nothing to undo (checked above: no image flap, one history entry).
+        assert active.metric_sum("retool_operator_reconcile_total") > acted
+    except BaseException:
+        print(f"\n----- active -----\n{active.log_tail(120)}")
+        print(f"\n----- standby -----\n{standby.log_tail(80)}")
+        raise
+    finally:
+        active.stop()
+        standby.stop()
