@@ -25,6 +25,7 @@ class Offload:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
         self._tickets = itertools.count()
         self._under_way: dict[int, float] = {}  # ticket -> when it was submitted (monotonic)
+        self._closed = False
 
     async def __call__(self, fn: Callable[..., T], *args: Any) -> T:
         """FN(*ARGS) on the pool."""
@@ -42,6 +43,12 @@ class Offload:
         started = min(self._under_way.values(), default=None)
         return 0.0 if started is None else time.monotonic() - started
 
+    @property
+    def closed(self) -> bool:
+        """Whether `close` was called: the process is stopping."""
+        return self._closed
+
     def close(self) -> None:
         """Wait for the calls under way, then stop the threads."""
+        self._closed = True
         self._executor.shutdown(wait=True)

@@ -68,6 +68,7 @@ class Reconciler:
         self.queue = KeyQueue()
         self.observer = Observer(cluster, probe, offload)
         self.writer = Writer(cluster, offload)
+        self._offload = offload
         self._failures: dict[Key, int] = {}  # failed reconciles in a row, for the back-off
         self._refusals: dict[Key, faults.Refusal] = {}  # the child write last refused
 
@@ -106,6 +107,8 @@ class Reconciler:
 
     def _failed(self, key: Key, error: Exception) -> None:
         """Log ERROR by its class and schedule the retry its back-off calls for."""
+        if self._offload.closed:
+            return  # the operator is stopping: a reconcile cut short is not a failure
         attempt = self._failures[key] = self._failures.get(key, 0) + 1
         wait = faults.backoff(attempt, random.random())
         cause = error.__cause__ if isinstance(error, ChildWriteError) else error
