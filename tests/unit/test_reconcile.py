@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -296,7 +297,7 @@ def test_a_stale_view_never_puts_an_old_image_back(cluster: FakeCluster, offload
 
 
 def test_a_timeout_backs_off_with_jitter_and_posts_the_steps_events_once(
-    cluster: FakeCluster, offload: Offload
+    cluster: FakeCluster, offload: Offload, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Transient class: a child write with no answer (a read timeout) is retried after a
     jittered back-off that grows, not at a fixed rate; the step's Events go out once."""
@@ -308,12 +309,14 @@ def test_a_timeout_backs_off_with_jitter_and_posts_the_steps_events_once(
         cluster.events.clear()
         cluster.edit_spec(version=NEW)
         cluster.fail("scale", timeout, timeout)
+        monkeypatch.setattr(random, "random", lambda: 0.0)
         waits = []
         for _ in range(2):
             await reconciler.trigger(KEY, cluster.view())
             waits.append(reconciler.queue._slots[KEY].due - time.monotonic())
-        assert 0.4 < waits[0] <= 1.0
-        assert 0.9 < waits[1] <= 2.0
+        # The lowest jitter: 0.5 s, then 1 s (less the time the reconcile took since).
+        assert 0.0 < waits[0] <= 0.5
+        assert 0.5 < waits[1] <= 1.0
         assert cluster.retool_deployment["status"]["upgrade"]["step"] == "StoppingServices"
         await settle(reconciler, cluster, rounds=20)
 
@@ -355,7 +358,8 @@ def test_a_refused_write_is_a_stalled_condition_naming_the_object_and_the_messag
         assert (stalled["status"], stalled["reason"]) == ("True", "WriteRefused")
         assert stalled["message"] == f"Deployment retool-api: HTTP 403: {message}"
         assert reasons(cluster).count("WriteRefused") == 1
-        assert reconciler.queue._slots[KEY].due - time.monotonic() > 1.5  # backing off
+        # Backing off: the third failure in a row waits at least 2 s (1 s of slack for the load).
+        assert reconciler.queue._slots[KEY].due - time.monotonic() > 1.0
         blocked = False
         await settle(reconciler, cluster)
         assert phase(cluster) == "Ready"
