@@ -3,7 +3,9 @@
 It listens on a loopback port and forwards to one upstream address. Faults, switchable at any
 time (`proxy.fault(...)`, `proxy.heal()`):
 - pass: forward as is;
-- latency: hold each chunk for a random delay in [low, high] seconds before forwarding it;
+- latency: hold each chunk sent upstream (a request, a TLS handshake's message) for a random
+  delay in [low, high] seconds; answers come back at once, so a call is slowed by about one delay
+  per round trip, as by a slow link, not once per TLS record of a long answer;
 - bandwidth: forward at most N bytes per second in each direction;
 - reset: abort every open connection with a TCP RST, and each new one as it arrives;
 - refuse: stop listening (connections are refused by the kernel) and abort the open ones;
@@ -164,10 +166,10 @@ class FaultProxy:
         client.settimeout(None)
         with self._changed:
             self._connections.update({client, upstream})
-        self._spawn(self._pump, client, upstream)
-        self._pump(upstream, client)
+        self._spawn(self._pump, client, upstream, True)
+        self._pump(upstream, client, False)
 
-    def _pump(self, source: socket.socket, target: socket.socket) -> None:
+    def _pump(self, source: socket.socket, target: socket.socket, upstream: bool) -> None:
         try:
             while not self._stop.is_set():
                 data = source.recv(65536)
@@ -175,7 +177,7 @@ class FaultProxy:
                     with contextlib.suppress(OSError):
                         target.shutdown(socket.SHUT_WR)
                     return
-                if self._deliverable(data):
+                if self._deliverable(data, upstream):
                     target.sendall(data)
         except OSError:
             pass
@@ -185,10 +187,10 @@ class FaultProxy:
             _abort(source)
             _abort(target)
 
-    def _deliverable(self, data: bytes) -> bool:
+    def _deliverable(self, data: bytes, upstream: bool) -> bool:
         """Apply the fault to one chunk: wait, throttle, hold or drop it."""
         fault = self._fault
-        if fault.kind == "latency":
+        if fault.kind == "latency" and upstream:
             time.sleep(random.uniform(fault.low, fault.high))
         elif fault.kind == "bandwidth" and fault.rate > 0:
             time.sleep(len(data) / fault.rate)

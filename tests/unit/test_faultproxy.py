@@ -45,7 +45,7 @@ def test_pass_and_latency(proxy: FaultProxy) -> None:
         proxy.fault(Fault("latency", low=0.3, high=0.4))
         started = time.monotonic()
         assert _echo(sock) == b"ping"
-        assert time.monotonic() - started >= 0.6  # both directions held
+        assert 0.3 <= time.monotonic() - started < 1.0  # the request held, the answer not
 
 
 def test_refuse_then_heal(proxy: FaultProxy) -> None:
