@@ -200,12 +200,20 @@ def _check_after(
 
 
 def _upgrade(
-    api: client.ApiClient, namespace: str, db: PostgresServer, spec: dict[str, Any] | None = None
+    api: client.ApiClient,
+    namespace: str,
+    db: PostgresServer,
+    spec: dict[str, Any] | None = None,
+    *,
+    at_step: str | None = None,
 ) -> InvariantMonitor:
+    """Install on OLD, start the monitor, ask for NEW; return once the upgrade is AT_STEP."""
     _install(api, namespace, db, retool.merge(SLOW, spec or {}))
     monitor = InvariantMonitor(api, namespace, NAME, new_versions={NEW, NEWER}, recreate=True)
     monitor.__enter__()
     retool.patch_spec(api, namespace, NAME, {"version": NEW})
+    if at_step is not None:
+        _at_step(api, namespace, at_step)
     return monitor
 
 
@@ -242,8 +250,7 @@ def test_api_server_unreachable_mid_step(
     seconds: float,
     step: str,
 ) -> None:
-    monitor = _upgrade(kube_api, namespace, retool_secrets)
-    _at_step(kube_api, namespace, step)
+    monitor = _upgrade(kube_api, namespace, retool_secrets, at_step=step)
     with api_proxy.faulted(fault):
         _hold(seconds, _running(operator))
     _check_after(kube_api, namespace, monitor, scenario=scenario, healed_at=time.monotonic())
@@ -289,8 +296,7 @@ def test_api_server_restarted_mid_step(
 ) -> None:
     """The whole control plane stopped and started again by kwokctl (the binary runtime has no
     per-component restart), during MigratingDatabase."""
-    monitor = _upgrade(kube_api, namespace, retool_secrets)
-    _at_step(kube_api, namespace, "MigratingDatabase")
+    monitor = _upgrade(kube_api, namespace, retool_secrets, at_step="MigratingDatabase")
     env = {**_kwok_env()}
     subprocess.run(["kwokctl", "stop", "cluster", "--name", CLUSTER_NAME], check=True, env=env)
     subprocess.run(["kwokctl", "start", "cluster", "--name", CLUSTER_NAME], check=True, env=env)
@@ -313,8 +319,7 @@ def test_etcd_stopped_for_20s(
     operator: OperatorProcess,
 ) -> None:
     """etcd frozen (SIGSTOP) under a running API server during MigratingDatabase."""
-    monitor = _upgrade(kube_api, namespace, retool_secrets)
-    _at_step(kube_api, namespace, "MigratingDatabase")
+    monitor = _upgrade(kube_api, namespace, retool_secrets, at_step="MigratingDatabase")
     etcd = _component_pid("etcd")
     os.kill(etcd, signal.SIGSTOP)
     try:
@@ -349,8 +354,7 @@ def test_database_blackholed(
         monitor.__enter__()
         retool.patch_spec(kube_api, namespace, NAME, {"version": NEW})
     else:
-        monitor = _upgrade(kube_api, namespace, retool_secrets, proxied)
-        _at_step(kube_api, namespace, step)
+        monitor = _upgrade(kube_api, namespace, retool_secrets, proxied, at_step=step)
         db_proxy.fault(Fault("blackhole", buffer=False))
     _hold(20, _running(operator))
     db_proxy.heal()
@@ -420,8 +424,7 @@ def test_jobs_runner_pod_and_node_deleted_during_migration(
     operator: OperatorProcess,
 ) -> None:
     """The jobs-runner pod deleted, then the kwok node its replacement landed on."""
-    monitor = _upgrade(kube_api, namespace, retool_secrets)
-    _at_step(kube_api, namespace, "MigratingDatabase")
+    monitor = _upgrade(kube_api, namespace, retool_secrets, at_step="MigratingDatabase")
     core = client.CoreV1Api(kube_api)
     name, uid, _ = wait_for(
         lambda: next(iter(_pods(kube_api, namespace, "jobs-runner")), None),
