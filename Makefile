@@ -103,8 +103,21 @@ unit: venv tools ## Unit tests (no cluster; the Argo CD check runs in gopher-lua
 e2e: venv tools cluster-up ## End-to-end tests against the local control plane and a real PostgreSQL
 	$(BIN)/pytest tests/e2e -q -n $(E2E_WORKERS) --basetemp=$(LOCAL)/pytest-e2e $(PYTEST_ARGS)
 
+.PHONY: faults
+faults: venv binaries ## Fault-injection scenarios proven reliable, serially, on their own local control plane (tests/faults)
+	$(BIN)/pytest tests/faults -q -n 0 -m "not unproven" --basetemp=$(LOCAL)/pytest-faults $(PYTEST_ARGS)
+
+.PHONY: faults-all
+faults-all: venv binaries ## Every fault scenario, the unproven ones too (not part of `make test`)
+	$(BIN)/pytest tests/faults -q -n 0 --basetemp=$(LOCAL)/pytest-faults $(PYTEST_ARGS)
+
+.PHONY: faults-down
+faults-down: ## Delete the fault suite's own control plane
+	CLUSTER_NAME=retool-faults-$$(printf '%s' "$(CURDIR)" | sha256sum | cut -c1-8) \
+	  CLUSTER_KUBECONFIG=$(LOCAL)/faults-kubeconfig bash hack/cluster.sh down
+
 .PHONY: test
-test: lint unit e2e ## The whole suite: lint, types, unit and end-to-end tests
+test: lint unit e2e faults ## The whole suite: lint, types, unit, end-to-end and fault-injection tests
 
 .PHONY: bench
 bench: venv binaries ## Benchmarks against Kubernetes' own controllers (own cluster; BENCH_ARGS=--quick)

@@ -68,6 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=60,
         help="seconds after which a silent peer counts as gone (and another replica takes over)",
     )
+    run.add_argument(
+        "--request-timeout",
+        type=float,
+        default=Config.read_timeout,
+        help="seconds an API call may wait for an answer before it fails (and is retried)",
+    )
+    run.add_argument(
+        "--watch-timeout",
+        type=int,
+        default=Config.watch_timeout,
+        help="seconds after which a watch is restarted even when it is quiet",
+    )
     run.add_argument("--log-format", choices=("text", "json"), default="text")
     run.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     commands.add_parser("crds", help="print the CRD YAML generated from the models")
@@ -84,6 +96,8 @@ def config_from(args: argparse.Namespace) -> Config:
         peering=args.peering,
         peering_lifetime=args.peering_lifetime,
         instance=os.environ.get("HOSTNAME") or Config.instance,
+        read_timeout=args.request_timeout,
+        watch_timeout=args.watch_timeout,
     )
 
 

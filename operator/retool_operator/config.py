@@ -21,3 +21,15 @@ class Config:
     instance: str = "retool-operator"
     # Threads for blocking calls (the Kubernetes client, database probes).
     workers: int = 8
+    # Deadlines of every API call (connect, read): a call with no answer by then fails as
+    # transient. A watch is asked to end after `watch_timeout` and dropped after that plus
+    # `read_timeout` with nothing received; the fault suite shortens both.
+    connect_timeout: float = 5.0
+    read_timeout: float = 20.0
+    watch_timeout: int = 300
+
+    @property
+    def stuck_after(self) -> float:
+        """A blocking call older than this cannot be waiting on an answer: the process is
+        stuck (/healthz fails). Every call is bounded by its deadlines, a probe by its own."""
+        return 3 * (self.connect_timeout + self.read_timeout)

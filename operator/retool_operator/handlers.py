@@ -49,6 +49,7 @@ class Running:
     cluster: Cluster
     offload: Offload
     stop_metrics: Callable[[], None] | None
+    stuck_after: float
 
     def close(self) -> None:
         """Stop serving metrics, finish the blocking calls under way, close the API client."""
@@ -93,9 +94,17 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     assert isinstance(config, Config)
     # Our own Events say what happened; kopf's per-handler log lines are not worth an Event each.
     settings.posting.level = logging.WARNING
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 330
-    settings.watching.connect_timeout = 10
+    # Deadlines on kopf's own calls too: its watches, its peering keep-alives and patches. A
+    # watch that receives nothing for client_timeout is dropped and restarted, so a dead
+    # connection hides for at most that long.
+    settings.watching.server_timeout = config.watch_timeout
+    settings.watching.client_timeout = config.watch_timeout + config.read_timeout
+    settings.watching.connect_timeout = config.connect_timeout
+    settings.networking.request_timeout = config.read_timeout
+    settings.networking.connect_timeout = config.connect_timeout
+    # kopf's default retries give up after about 90 s, and a watcher that gives up ends the
+    # process: ride out an outage of about 10 minutes instead (then the restart is right).
+    settings.networking.error_backoffs = [1, 2, 4, 8, 15, 30, *[60] * 10]
     settings.persistence.finalizer = f"{models.GROUP}/finalizer"
     settings.persistence.diffbase_storage = _NoDiffBase()
     # Filter children on the API server, not in the client: the operator then never receives
@@ -108,7 +117,11 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     if not log.isEnabledFor(logging.DEBUG):
         # Below WARNING kopf only narrates each handler run; skip building those records.
         objects.setLevel(logging.WARNING)
-    cluster = Cluster(new_api_client(config.kubeconfig), instance=config.instance)
+    cluster = Cluster(
+        new_api_client(config.kubeconfig),
+        instance=config.instance,
+        timeout=(config.connect_timeout, config.read_timeout),
+    )
     offload = Offload(config.workers)
     if config.peering:
         settings.peering.mandatory = True
@@ -116,11 +129,33 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         # Peering is mandatory when named: kopf pauses until the peering object exists.
         cluster.ensure_peering(config.peering, list(config.namespaces))
     stop_metrics = metrics.serve(config.metrics_port) if config.metrics_port else None
-    memo["running"] = Running(Reconciler(cluster, probe, offload), cluster, offload, stop_metrics)
+    memo["running"] = Running(
+        Reconciler(cluster, probe, offload), cluster, offload, stop_metrics, config.stuck_after
+    )
     # Everything imported so far lives as long as the process: keep it out of the collector's
     # full passes, whose pauses otherwise grow with the imports (kopf, kubernetes, pydantic).
     gc.collect()
     gc.freeze()
+
+
+@kopf.on.probe(id="progress")
+def progress(memo: kopf.Memo, **_: Any) -> float:
+    """/healthz: fails (HTTP 500) when a blocking call has outlived every deadline it has.
+
+    Answering at all shows the event loop turns; kopf exits by itself on a dead watcher.
+    """
+    return heartbeat(memo)
+
+
+def heartbeat(memo: kopf.Memo) -> float:
+    """The age of the oldest blocking call under way; raises once it shows no progress."""
+    running = memo.get("running")
+    if not isinstance(running, Running):
+        return 0.0
+    age = running.offload.oldest_call_age()
+    if age > running.stuck_after:
+        raise kopf.PermanentError(f"a blocking call has run for {age:.0f}s: no progress")
+    return round(age, 1)
 
 
 @kopf.on.cleanup()

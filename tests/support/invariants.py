@@ -65,6 +65,8 @@ class InvariantMonitor:
         # Per Deployment name, its spec.replicas as they changed.
         self.replicas_seen: dict[str, list[int]] = {}
         self.components_seen: set[str] = set()
+        # Per Deployment name, its pod template's first image as it changed (a flap shows twice).
+        self.images_seen: dict[str, list[str]] = {}
         self.min_ready_endpoints: int | None = None
         self._pods: dict[str, _PodState] = {}
         self._ready_jobs_runner_versions: set[str] = set()
@@ -193,6 +195,10 @@ class InvariantMonitor:
     def api_replicas_seen(self) -> list[int]:
         return self.replicas_seen.get(f"{self.instance}-api", [])
 
+    @property
+    def api_images_seen(self) -> list[str]:
+        return self.images_seen.get(f"{self.instance}-api", [])
+
     def _watch_deployments(self) -> None:
         apps = client.AppsV1Api(self.api)
         for event in self._stream(
@@ -203,10 +209,14 @@ class InvariantMonitor:
         ):
             deployment = event["object"]
             replicas = deployment.spec.replicas
+            image = deployment.spec.template.spec.containers[0].image
             with self._lock:
                 seen = self.replicas_seen.setdefault(deployment.metadata.name, [])
                 if not seen or seen[-1] != replicas:
                     seen.append(replicas)
+                images = self.images_seen.setdefault(deployment.metadata.name, [])
+                if not images or images[-1] != image:
+                    images.append(image)
 
     # --- the api Service's endpoints ---------------------------------------------------------
 

@@ -4,11 +4,15 @@ coalescing, conflict retries, write de-duplication and the Events a decision pos
 from __future__ import annotations
 
 import asyncio
+import json
+import random
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+import urllib3
 from kubernetes.client import ApiException
 
 from retool_operator.cluster.kube import ConflictError
@@ -121,7 +125,8 @@ def test_a_status_conflict_rereads_the_object_and_decides_again(
     cluster.fail("patch-status", ConflictError("retool"))
 
     reconcile_once(cluster, offload)
-    assert cluster.calls["read"] == 1
+    # One re-read after the conflict; the others are the fence's, before workloads are created.
+    assert cluster.calls["read"] == 3
     assert cluster.calls["patch-status"] == 2
     assert phase(cluster) == "Installing"
 
@@ -133,7 +138,7 @@ def test_conflicts_that_persist_give_up_after_three_attempts(
 
     reconcile_once(cluster, offload)
     assert cluster.calls["patch-status"] == 3
-    assert cluster.calls["read"] == 3
+    assert cluster.calls["read"] == 5  # three re-reads, two fence reads
     assert ("patch-status", "retool") not in cluster.writes
 
 
@@ -247,5 +252,117 @@ def test_an_http_route_without_the_gateway_api_is_a_condition_and_nothing_else(
         await settle(reconciler, cluster)
         assert condition(cluster, "GatewayAPIAvailable") is None
         assert ("delete", "HTTPRoute") in cluster.writes
+
+    run(scenario)
+
+
+# --- error classes: conflict (fencing), transient, refused --------------------------------------
+
+
+def images(cluster: FakeCluster) -> set[str]:
+    return {
+        c["image"]
+        for body in cluster.children.values()
+        if body["kind"] in {"Deployment", "StatefulSet"}
+        for c in body["spec"]["template"]["spec"]["containers"]
+    }
+
+
+def test_a_stale_view_never_puts_an_old_image_back(cluster: FakeCluster, offload: Offload) -> None:
+    """Conflict class: a replica whose view of the RetoolDeployment predates the upgrade (a healed
+    partition) sees children of the new version; the image write its stale decision calls for
+    is fenced by a fresh read, and the decision is made again on the latest object."""
+
+    async def scenario() -> None:
+        reconciler = Reconciler(cluster, reachable_database, offload)
+        await settle(reconciler, cluster)
+        stale = cluster.lagging_view()
+        cluster.edit_spec(version=NEW)
+        await settle(reconciler, cluster, rounds=20)
+        assert {i.rsplit(":", 1)[1] for i in images(cluster)} == {NEW}
+        healed = Reconciler(cluster, reachable_database, offload)
+        live = cluster.view()
+        mixed = View(
+            retool_deployment=stale.retool_deployment, children=live.children, pods=live.pods
+        )
+        reads = cluster.calls["read"]
+        writes = len(cluster.writes)
+        await healed.trigger(KEY, mixed)
+        assert cluster.calls["read"] > reads  # the fence read the latest object
+        rollouts = {("apply", "Deployment"), ("apply", "StatefulSet")}
+        assert not [w for w in cluster.writes[writes:] if w in rollouts or w[0] == "scale"]
+        assert {i.rsplit(":", 1)[1] for i in images(cluster)} == {NEW}
+
+    run(scenario)
+
+
+def test_a_timeout_backs_off_with_jitter_and_posts_the_steps_events_once(
+    cluster: FakeCluster, offload: Offload, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Transient class: a child write with no answer (a read timeout) is retried after a
+    jittered back-off that grows, not at a fixed rate; the step's Events go out once."""
+    timeout = urllib3.exceptions.ReadTimeoutError(None, "/apis", "read timed out")  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        reconciler = Reconciler(cluster, reachable_database, offload)
+        await settle(reconciler, cluster)
+        cluster.events.clear()
+        cluster.edit_spec(version=NEW)
+        cluster.fail("scale", timeout, timeout)
+        monkeypatch.setattr(random, "random", lambda: 0.0)
+        waits = []
+        for _ in range(2):
+            await reconciler.trigger(KEY, cluster.view())
+            waits.append(reconciler.queue._slots[KEY].due - time.monotonic())
+        # The lowest jitter: 0.5 s, then 1 s (less the time the reconcile took since).
+        assert 0.0 < waits[0] <= 0.5
+        assert 0.5 < waits[1] <= 1.0
+        assert cluster.retool_deployment["status"]["upgrade"]["step"] == "StoppingServices"
+        await settle(reconciler, cluster, rounds=20)
+
+    run(scenario)
+    assert cluster.calls["scale"] >= 3
+    assert reasons(cluster).count("UpgradeStarted") == 1
+    assert reasons(cluster).count("UpgradeSucceeded") == 1
+
+
+def test_a_refused_write_is_a_stalled_condition_naming_the_object_and_the_message(
+    cluster: FakeCluster, offload: Offload, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refused class: a quota that forbids the api's Deployment shows in Stalled with the
+    object and the API server's words, one Warning Event; once allowed, it clears."""
+    message = 'deployments.apps "retool-api" is forbidden: exceeded quota: pods'
+    refused = ApiException(status=403, reason="Forbidden")
+    refused.body = json.dumps({"kind": "Status", "message": message})
+    apply = cluster.apply
+    blocked = True
+
+    def quota(manifest: Any) -> str:
+        if (
+            blocked
+            and manifest["kind"] == "Deployment"
+            and manifest["metadata"]["name"] == "retool-api"
+        ):
+            raise refused
+        return apply(manifest)
+
+    monkeypatch.setattr(cluster, "apply", quota)
+
+    async def scenario() -> None:
+        nonlocal blocked
+        reconciler = Reconciler(cluster, reachable_database, offload)
+        for _ in range(3):
+            await reconciler.trigger(KEY, cluster.view())
+        stalled = condition(cluster, "Stalled")
+        assert stalled is not None
+        assert (stalled["status"], stalled["reason"]) == ("True", "WriteRefused")
+        assert stalled["message"] == f"Deployment retool-api: HTTP 403: {message}"
+        assert reasons(cluster).count("WriteRefused") == 1
+        # Backing off: the third failure in a row waits at least 2 s (1 s of slack for the load).
+        assert reconciler.queue._slots[KEY].due - time.monotonic() > 1.0
+        blocked = False
+        await settle(reconciler, cluster)
+        assert phase(cluster) == "Ready"
+        assert (condition(cluster, "Stalled") or {}).get("status") == "False"
 
     run(scenario)

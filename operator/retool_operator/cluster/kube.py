@@ -4,6 +4,10 @@ Children are written with server-side apply under one field manager (`retool-ope
 `force` so a hand edit of a field the operator owns is taken back. The RetoolDeployment's status
 is written with one JSON merge patch that carries `metadata.resourceVersion`, so a decision made
 on a stale view fails with 409 instead of overwriting newer state.
+
+Every call has a deadline (connect, read), set in one place (`_bounded`): a half-open
+connection fails the call instead of holding a reconcile thread, and that object's lock, for
+ever. `describe` reduces a failure to the HTTP status the core classifies (`core.faults`).
 """
 
 from __future__ import annotations
@@ -15,11 +19,14 @@ import json
 import logging
 import os
 import re
+import socket
+import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
+import urllib3
 from kubernetes import client, config
 
 from retool_operator.core import models, naming
@@ -68,6 +75,44 @@ class ConflictError(Exception):
     """The object changed since it was read (HTTP 409)."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """A failed call as the core classifies it: HTTP status (None: no answer) and message."""
+
+    status: int | None
+    message: str
+
+
+def describe(error: BaseException) -> Failure | None:
+    """The failure ERROR stands for, or None when it is not a failed API call (a bug)."""
+    if isinstance(error, ConflictError):
+        return Failure(409, str(error))
+    if isinstance(error, client.ApiException):
+        message = str(error.reason or "")
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            message = str(json.loads(error.body or "{}").get("message") or message)
+        return Failure(int(error.status or 0) or None, message)
+    if isinstance(error, urllib3.exceptions.HTTPError | OSError | TimeoutError | socket.timeout):
+        return Failure(None, f"{type(error).__name__}: no answer from the API server")
+    return None
+
+
+def _bounded(
+    api: client.ApiClient, timeout: tuple[float, float], contact: Callable[[], None]
+) -> None:
+    """Give every call of API a (connect, read) deadline unless it sets its own, and call
+    CONTACT after each answer the API server gives (any status: it was reached)."""
+    call_api = api.call_api
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        kwargs["_request_timeout"] = kwargs.get("_request_timeout") or timeout
+        response = call_api(*args, **kwargs)
+        contact()
+        return response
+
+    api.call_api = call  # type: ignore[method-assign]
+
+
 def new_api_client(kubeconfig: str | None = None) -> client.ApiClient:
     """A client for KUBECONFIG, else $KUBECONFIG or ~/.kube/config, else the in-cluster account."""
     path = kubeconfig or os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
@@ -81,8 +126,18 @@ def new_api_client(kubeconfig: str | None = None) -> client.ApiClient:
 class Cluster:
     """Thin, synchronous calls; run them off the event loop."""
 
-    def __init__(self, api: client.ApiClient, *, instance: str = naming.FIELD_MANAGER) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        *,
+        instance: str = naming.FIELD_MANAGER,
+        timeout: tuple[float, float] = (5.0, 30.0),
+    ) -> None:
+        # urllib3 would retry a refused connection three times, each with the full deadline.
+        api.rest_client.pool_manager.connection_pool_kw["retries"] = False
         self.api = api
+        self.last_contact = time.monotonic()  # when the API server last answered us
+        _bounded(api, timeout, self._contacted)
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
         self.custom = client.CustomObjectsApi(api)
@@ -91,6 +146,9 @@ class Cluster:
             for api_version, kind, plural in CHILD_KINDS
         }
         self.instance = instance  # reportingInstance of our Events
+
+    def _contacted(self) -> None:
+        self.last_contact = time.monotonic()
 
     def close(self) -> None:
         """Close the client's connection pool."""
@@ -117,9 +175,7 @@ class Cluster:
         """Whether the API server serves `plural` in `api_version` (its discovery document)."""
         group, _, version = api_version.rpartition("/")
         try:
-            response = self.custom.get_api_resources(
-                group, version, _preload_content=False, _request_timeout=10
-            )
+            response = self.custom.get_api_resources(group, version, _preload_content=False)
         except client.ApiException as error:
             if error.status == 404:
                 return False
@@ -258,12 +314,13 @@ class Cluster:
                     metadata["namespace"], body, _preload_content=False
                 )
             )
-        except client.ApiException as error:
+        except (client.ApiException, urllib3.exceptions.HTTPError, OSError) as error:
+            failure = describe(error)
             log.warning(
                 "could not post Event %s on %s: HTTP %s",
                 event.reason,
                 metadata["name"],
-                error.status,
+                failure.status if failure else None,
             )
 
 

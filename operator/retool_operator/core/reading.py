@@ -193,6 +193,23 @@ def replicas_change(desired: Mapping[str, Any], live: Mapping[str, Any]) -> int 
     return int(wanted) if is_subset(rest, live) else None
 
 
+def changes_rollout(desired: Mapping[str, Any], live: Mapping[str, Any] | None) -> bool:
+    """Whether writing DESIRED over LIVE creates a workload or changes an image or a replica
+    count: the writes that must never come from a stale view (they could undo an upgrade)."""
+    if desired.get("kind") not in {"Deployment", "StatefulSet"}:
+        return False
+    if live is None:
+        return True
+    return _rollout_shape(desired) != _rollout_shape(live)
+
+
+def _rollout_shape(workload: Mapping[str, Any]) -> tuple[object, ...]:
+    spec = workload.get("spec") or {}
+    pod = (spec.get("template") or {}).get("spec") or {}
+    containers = [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]
+    return (spec.get("replicas"), tuple(c.get("image") for c in containers))
+
+
 def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     """The JSON merge patch (RFC 7386) that turns OLD into NEW; empty when they are equal."""
     patch: dict[str, Any] = {}

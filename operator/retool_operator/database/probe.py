@@ -1,6 +1,9 @@
 """Probe the Retool database: reachable? which PostgreSQL? how far are the migrations? stuck?
 
-Short connect and statement timeouts keep a dead database from stalling a reconcile. The
+Short connect and statement timeouts keep a dead database from stalling a reconcile; TCP
+keepalives and `tcp_user_timeout` end a connection whose peer stopped answering mid-query
+(libpq's default would wait two hours), and the runtime bounds the whole probe by
+`PROBE_DEADLINE_SECONDS`. The
 password is passed to libpq and nowhere else: errors are reduced to their class and a message
 scrubbed of it, and the connection string is never logged.
 """
@@ -20,6 +23,10 @@ CONNECT_TIMEOUT_SECONDS = 3
 STATEMENT_TIMEOUT_MS = 3000
 # A migration may hold a lock on its table: wait this long for it, then report "unknown".
 LOCK_TIMEOUT_MS = 500
+# Unacknowledged data, or a silent idle peer, ends the connection after about this long.
+TCP_USER_TIMEOUT_MS = 5000
+# The longest a probe may take in all (a connect, three statements, with margin).
+PROBE_DEADLINE_SECONDS = 15.0
 # libpq's sslmode names equal the spec's.
 _SSL_MODES = {mode: mode.value for mode in SslMode}
 
@@ -85,6 +92,11 @@ def probe(target: Target, now: datetime) -> DatabaseProbe:
             f"-c lock_timeout={LOCK_TIMEOUT_MS}",
             application_name="retool-operator",
             autocommit=True,
+            tcp_user_timeout=TCP_USER_TIMEOUT_MS,
+            keepalives=1,
+            keepalives_idle=5,
+            keepalives_interval=2,
+            keepalives_count=2,
         ) as conn:
             version_num = int(conn.info.server_version)
             blocked = conn.execute(

@@ -5,18 +5,28 @@ instead of overwriting newer state); our own last status write is kept until the
 up (read-your-writes). Children are server-side applied, scaled or deleted; a manifest written
 once is not sent again while the watch has yet to show that write. `metrics.API_WRITES` is
 incremented here and nowhere else.
+
+Fencing: a write that changes an image or a replica count (or creates a workload, or deletes a
+pod) is never sent from a view older than the latest status. Either the status was just
+written under its resourceVersion guard, or the object is read once first and a newer one
+raises ConflictError (the reconcile then decides again on it). A failed child write is raised
+as ChildWriteError, naming the object, for the reconcile to classify.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-from collections.abc import Sequence
+import math
+import time
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from functools import partial
 from typing import Any
 
 from retool_operator import metrics
+from retool_operator.cluster.kube import ConflictError
 from retool_operator.core import children, naming, reading
 from retool_operator.core.models import API_VERSION, KIND, Component, RetoolDeploymentSpec
 from retool_operator.core.statemachine import Decision, EventRecord
@@ -26,6 +36,7 @@ from retool_operator.runtime.ports import Body, Key, KubeApi
 log = logging.getLogger("retool_operator")
 
 ChildKey = children.ChildKey
+FENCE_WINDOW_SECONDS = 5.0
 
 
 def resource_version(body: Body | None) -> int:
@@ -34,6 +45,25 @@ def resource_version(body: Body | None) -> int:
         return int((body or {}).get("metadata", {}).get("resourceVersion", 0))
     except (TypeError, ValueError):
         return 0
+
+
+class ChildWriteError(Exception):
+    """A write to one child failed; the cause is chained (`__cause__`)."""
+
+    def __init__(self, kind: str, name: str) -> None:
+        super().__init__(f"{kind} {name}")
+        self.kind = kind
+        self.name = name
+
+
+@contextlib.contextmanager
+def _writing(kind: str, name: str) -> Iterator[None]:
+    try:
+        yield
+    except ConflictError:
+        raise
+    except Exception as error:
+        raise ChildWriteError(kind, name) from error
 
 
 @dataclasses.dataclass
@@ -113,12 +143,14 @@ class Writer:
         live: list[Body],
         *,
         absent_kinds: frozenset[str] = frozenset(),
+        fenced: bool = False,
     ) -> None:
         """Apply each planned child that live does not already match; remove unwanted ones.
 
-        Children of a kind the cluster does not serve (ABSENT_KINDS) are not sent.
+        Children of a kind the cluster does not serve (ABSENT_KINDS) are not sent. FENCED: BODY
+        is known to be the latest (its status was just written); else it is checked first.
         """
-        converge = partial(self._converge, absent_kinds=absent_kinds)
+        converge = partial(self._converge, absent_kinds=absent_kinds, fenced=fenced)
         await self._offload(converge, key, body, spec, decision, live)
 
     def _converge(
@@ -130,8 +162,20 @@ class Writer:
         live: list[Body],
         *,
         absent_kinds: frozenset[str],
+        fenced: bool,
     ) -> None:
         assert decision.plan is not None
+
+        fenced_at = time.monotonic() if fenced else -math.inf
+
+        def fence() -> None:
+            # A fence read vouches for the writes of the next FENCE_WINDOW_SECONDS only: a
+            # converge slowed by a sick API server reads again (docs/design.md §9, fencing).
+            nonlocal fenced_at
+            if time.monotonic() - fenced_at > FENCE_WINDOW_SECONDS:
+                self._fence(key, body)
+                fenced_at = time.monotonic()
+
         namespace, name = key
         metadata = body["metadata"]
         owner = naming.Owner(
@@ -146,30 +190,48 @@ class Writer:
             if _awaiting_watch(applied, child, current, manifest):
                 continue
             replicas = None if current is None else reading.replicas_change(manifest, current)
-            if replicas is not None:
-                log.info("%s/%s: scaling Deployment %s to %d", namespace, name, child[1], replicas)
-                version = self._scale(namespace, child[1], replicas)
-            elif current is None or not reading.is_subset(manifest, current):
-                log.info("%s/%s: applying %s %s", namespace, name, *child)
-                version = self._cluster.apply(manifest)
-                metrics.API_WRITES.labels(manifest["kind"], "apply").inc()
-            else:
+            if replicas is None and current is not None and reading.is_subset(manifest, current):
                 continue
+            if reading.changes_rollout(manifest, current):
+                fence()
+            with _writing(*child):
+                if replicas is not None:
+                    log.info(
+                        "%s/%s: scaling Deployment %s to %d", namespace, name, child[1], replicas
+                    )
+                    version = self._scale(namespace, child[1], replicas)
+                else:
+                    log.info("%s/%s: applying %s %s", namespace, name, *child)
+                    version = self._cluster.apply(manifest)
+                    metrics.API_WRITES.labels(manifest["kind"], "apply").inc()
             applied[child] = (int(version), manifest)
         if planned.api_scale is not None:
             api_name = naming.workload_name(name, Component.API)
             current = by_key.get(("Deployment", api_name))
             if current is None or (current.get("spec") or {}).get("replicas") != planned.api_scale:
-                self._scale(namespace, api_name, planned.api_scale)
+                fence()
+                with _writing("Deployment", api_name):
+                    self._scale(namespace, api_name, planned.api_scale)
         for kind, unwanted in children.unwanted_children(name, spec, by_key, metadata["uid"]):
-            self._cluster.delete(kind, namespace, unwanted)
+            fence()
+            with _writing(kind, unwanted):
+                self._cluster.delete(kind, namespace, unwanted)
             metrics.API_WRITES.labels(kind, "delete").inc()
         for pod in decision.delete_pods:
             log.info(
                 "%s/%s: deleting pod %s that the StatefulSet will not replace", namespace, name, pod
             )
-            self._cluster.delete_pod(namespace, pod)
+            fence()
+            with _writing("Pod", pod):
+                self._cluster.delete_pod(namespace, pod)
             metrics.API_WRITES.labels("Pod", "delete").inc()
+
+    def _fence(self, key: Key, body: Body) -> None:
+        """Raise ConflictError unless BODY is still the object the API server has."""
+        latest = self._cluster.read_retool_deployment(*key)
+        if latest is not None and resource_version(latest) != resource_version(body):
+            self._written.setdefault(key, _Written()).latest = latest
+            raise ConflictError(key[1])
 
     def _scale(self, namespace: str, name: str, replicas: int) -> str:
         version = self._cluster.scale_deployment(namespace, name, replicas)

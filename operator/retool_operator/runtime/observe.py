@@ -8,6 +8,7 @@ nothing. The database password is held only for the probe: never logged, never i
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -19,7 +20,7 @@ import pydantic
 from retool_operator.core import builders, freshness
 from retool_operator.core.models import RetoolDeploymentSpec, RetoolDeploymentStatus
 from retool_operator.core.observed import DatabaseProbe
-from retool_operator.database.probe import Target
+from retool_operator.database.probe import PROBE_DEADLINE_SECONDS, Target
 from retool_operator.runtime.offload import Offload
 from retool_operator.runtime.ports import Body, Key, KubeApi, Prober
 
@@ -177,6 +178,16 @@ class Observer:
             ttl = freshness.probe_ttl(status, spec_version=spec.version, reachable=result.reachable)
             if known == fingerprint and (now - result.checked_at).total_seconds() < ttl:
                 return result
-        result = await self._offload(self._probe, target, now)
+        try:
+            result = await asyncio.wait_for(
+                self._offload(self._probe, target, now), PROBE_DEADLINE_SECONDS
+            )
+        except TimeoutError:
+            # The thread ends by itself (libpq's deadlines); the reconcile goes on without it.
+            result = DatabaseProbe(
+                checked_at=now,
+                reachable=False,
+                error=f"no answer within {PROBE_DEADLINE_SECONDS:.0f}s",
+            )
         cache.probe = (fingerprint, result)
         return result
