@@ -19,12 +19,19 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any, cast
 
+import hypothesis
 import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 CRD_FILE = REPO / "crds" / "retooldeployments.yaml"
 LOCAL_KUBECONFIG = REPO / ".local" / "kubeconfig"
+
+
+# Property tests build pydantic models and manifests per example; on a loaded 2-core machine an
+# example can take well over hypothesis's 200 ms default deadline. Timing is `make bench`'s job.
+hypothesis.settings.register_profile("retool-operator", deadline=None)
+hypothesis.settings.load_profile("retool-operator")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
