@@ -74,8 +74,14 @@ def test_install_order_printer_columns_and_kubectl_wait(
     assert sts.spec.replicas == 1
     assert sts.spec.pod_management_policy == "OrderedReady"
     assert _deployment(kube_api, namespace, f"{NAME}-api") is None
-    body = retool.get(kube_api, namespace, NAME)
-    assert body["status"]["phase"] == "Installing"
+    # The StatefulSet may land before the status that records the install (children go first
+    # when no step changes): wait for the status, then check it says Installing.
+    phase = wait_for(
+        lambda: (retool.get(kube_api, namespace, NAME).get("status") or {}).get("phase"),
+        DEADLINE,
+        "a status phase",
+    )
+    assert phase == "Installing"
     wait = retool.kubectl(
         kubeconfig, "-n", namespace, "wait", "--for=condition=Ready", f"rtd/{NAME}", "--timeout=60s"
     )

@@ -39,7 +39,7 @@ class OperatorProcess:
         assert self.process is not None
         return self.process.pid
 
-    def start(self, timeout: float = 30) -> None:
+    def start(self, timeout: float = 90) -> None:
         """Start the operator and wait until its metrics endpoint answers."""
         assert self.process is None or self.process.poll() is not None, "already running"
         self.starts += 1
