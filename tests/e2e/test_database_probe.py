@@ -108,3 +108,33 @@ def test_nothing_listening_fails_fast(postgres: PostgresServer) -> None:
     assert not result.reachable
     assert time.monotonic() - started < CONNECT_TIMEOUT_SECONDS + 2
     assert isinstance(result.error, str)
+
+
+def test_counts_running_statements_of_other_sessions_only(postgres: PostgresServer) -> None:
+    """A statement another session runs is a migration at work; the probe's own is not, and
+    neither is a session that is idle."""
+    assert probe(_target(postgres), datetime.now(UTC)).running_statements == 0
+    started = threading.Event()
+
+    def long_statement() -> None:
+        with postgres.connect() as worker:
+            started.set()
+            worker.execute("SELECT pg_sleep(4)")
+
+    idle = postgres.connect()
+    thread = threading.Thread(target=long_statement, daemon=True)
+    thread.start()
+    try:
+        started.wait(10)
+        result = wait_for(
+            lambda: (
+                r if (r := probe(_target(postgres), datetime.now(UTC))).running_statements else None
+            ),
+            10,
+            "a running statement to show",
+        )
+        assert result.running_statements == 1
+    finally:
+        thread.join(10)
+        idle.close()
+    assert probe(_target(postgres), datetime.now(UTC)).running_statements == 0

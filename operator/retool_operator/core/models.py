@@ -558,7 +558,7 @@ class Probes(ApiModel):
     startup: ProbeTimings | None = Field(
         default=None,
         description="Startup probe: holds the others off while the container starts (the "
-        "jobs-runner's covers spec.upgrade.migrationTimeout).",
+        "jobs-runner's covers spec.upgrade.migrationDeadline, else a week).",
     )
     readiness: ProbeTimings | None = Field(
         default=None, description="Readiness probe: when the pod receives traffic."
