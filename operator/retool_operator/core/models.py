@@ -1160,7 +1160,9 @@ class UpgradeSpec(ApiModel):
     auto_rollback: bool = Field(
         default=True, description="On failure, put every component back on the previous version."
     )
-    via: list[Annotated[str, Field(pattern=VERSION_PATTERN, max_length=MAX_TAG_LENGTH)]] = Field(
+    # The tags' shape is checked by the list's CEL rule (and _ascending), not by an items
+    # pattern: the API server skips CEL rules once a pattern fails, and says less.
+    via: list[Annotated[str, Field(max_length=MAX_TAG_LENGTH)]] = Field(
         default_factory=list,
         max_length=MAX_VIA_HOPS,
         description="Intermediate versions to upgrade through, in ascending order, on the way "
@@ -1191,6 +1193,9 @@ class UpgradeSpec(ApiModel):
     @field_validator("via")
     @classmethod
     def _ascending(cls, via: list[str]) -> list[str]:
+        malformed = [v for v in via if not re.fullmatch(VERSION_PATTERN, v)]
+        if malformed:
+            raise ValueError(f"spec.upgrade.via: {malformed[0]!r} is not a version tag")
         keys = [release_key(v) for v in via]
         if keys != sorted(set(keys)):
             raise ValueError(f"spec.upgrade.via {via} is not in strictly ascending order")

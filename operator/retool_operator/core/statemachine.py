@@ -560,7 +560,7 @@ def _retarget(inp: Inputs, p: _Progress) -> tuple[_Progress, bool] | None:
         if u.step is Step.PREFLIGHT:  # nothing was touched yet
             cancelled = dataclasses.replace(p, upgrade=None)
             return cancelled.emit("Normal", "UpgradeCancelled", f"{_summary(u)} cancelled"), True
-        why = f"{CANCELLED}: spec.version changed to {target}"
+        why = f"{CANCELLED}: spec.version changed to {inp.spec.version}"
         return _to_step(p, Step.ROLLING_BACK, inp.now, why), True
     assert change.kind is not None
     moved = _with_path(
