@@ -35,6 +35,15 @@ RollingBack
     OrderedReady does not replace it (kubernetes/kubernetes#67250). History records `RolledBack`
     and `Stalled=True` (UpgradeFailed) until spec.version changes or the retry annotation does.
 
+Upgrade paths (docs/design.md §10): the running version to spec.version through the entries of
+spec.upgrade.via above the running version (core/releases.py). A path that jumps over a known
+stable release line holds before anything starts (Stalled, UpgradePathRequired) unless the
+skip-upgrade-path annotation is set. Each hop is a full upgrade through the steps above, its
+kind decided per hop, with its own history entry; when a hop succeeds the next starts,
+re-planned from the version now running. A failed hop rolls back that hop only and the path stops.
+MigratingDatabase counts migrationTimeout from the last progress the database probe showed (a new
+migrations row, a running statement of another session), capped by migrationDeadline.
+
 A spec.version change before MigratingDatabase retargets the upgrade; from MigratingDatabase on
 the current upgrade finishes (or rolls back) and the next one starts after it. Every step is
 idempotent: the plan it returns depends only on the recorded status and the spec, so an operator
