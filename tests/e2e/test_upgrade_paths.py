@@ -231,6 +231,6 @@ def test_a_migration_that_stops_is_rolled_back_one_timeout_after_its_last_progre
     )
     # One per quiet spell of a quarter of migrationTimeout (2.5s here: the helper's own pauses,
     # seen through a probe every 2s, may make one earlier); the last after the last progress.
-    stalled_at = [e.event_time or e.first_timestamp for e in events.items]
+    stalled_at = [t for e in events.items if (t := e.event_time or e.first_timestamp) is not None]
     assert stalled_at, "no MigrationStalled Event"
     assert max(stalled_at) >= started, (stalled_at, started)
