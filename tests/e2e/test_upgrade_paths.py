@@ -1,4 +1,4 @@
-"""Upgrade paths and long migrations end to end (docs/design.md §10).
+"""Upgrade paths and long migrations end to end (docs/design.md §11).
 
 A path through spec.upgrade.via with the invariants watched across every hop; a jump over a
 stable line held until via names it; and the progress-aware migrationTimeout against the real

@@ -738,7 +738,7 @@ def test_retool_migration_timeout_is_the_deadline_in_whole_seconds(
     deadline: str | None, seconds: str
 ) -> None:
     """Retool's own migration timeout and the startup probe cover migrationDeadline (else a
-    week), never migrationTimeout: that one counts from the last progress (design §10)."""
+    week), never migrationTimeout: that one counts from the last progress (design §11)."""
     upgrade = {"migrationTimeout": "10s"} | ({"migrationDeadline": deadline} if deadline else {})
     spec = spec_of({**MINIMAL, "upgrade": upgrade})
     runner_set = builders.build_jobs_runner_statefulset(OWNER, spec, "3.196.1")

@@ -1,4 +1,4 @@
-"""Upgrade paths through stable releases and the progress-aware migration timeout (design §10).
+"""Upgrade paths through stable releases and the progress-aware migration timeout (design §11).
 
 Everything runs on the simulator, whose invariants (one jobs-runner pod, no new api pod before
 the new jobs-runner is Ready, ...) are checked at every tick.

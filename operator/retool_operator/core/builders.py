@@ -225,7 +225,7 @@ def migration_cap_seconds(spec: RetoolDeploymentSpec) -> int:
     else the longest timeout a spec may set (a week).
 
     spec.upgrade.migrationTimeout counts from the last progress the operator saw in the
-    database (docs/design.md §10), so neither Retool's own migration timeout nor the
+    database (docs/design.md §11), so neither Retool's own migration timeout nor the
     jobs-runner's startup probe may end a migration before the operator judges it stuck.
     """
     deadline = spec.upgrade.migration_deadline

@@ -1427,7 +1427,7 @@ class Condition(ApiModel):
 
 
 class MigrationProgress(ApiModel):
-    """What the database showed of a running migration (docs/design.md §10)."""
+    """What the database showed of a running migration (docs/design.md §11)."""
 
     migrations_seen: int | None = Field(
         default=None, description="Rows in the migrations table at the last progress seen."

@@ -6,7 +6,7 @@ Preflight makes) what it would do with spec.version set to another version, and 
 steps. Nothing is written anywhere.
 
 A path is a sequence of hops, each one phased upgrade: the versions of `spec.upgrade.via` above
-the running one, then spec.version (core/releases.py, docs/design.md §10). A path that jumps over
+the running one, then spec.version (core/releases.py, docs/design.md §11). A path that jumps over
 a stable release line is shown as the state machine would hold it (UpgradePathRequired).
 """
 

@@ -1,4 +1,4 @@
-"""Retool's stable release lines and the upgrade path through them (docs/design.md §10).
+"""Retool's stable release lines and the upgrade path through them (docs/design.md §11).
 
 Retool's upgrade guide: a deployment more than one stable release behind upgrades through each
 stable release in sequence (its example: 3.300 -> 3.334 -> 4.0 -> 4.34), verifying each. The

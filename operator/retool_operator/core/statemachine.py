@@ -35,7 +35,7 @@ RollingBack
     OrderedReady does not replace it (kubernetes/kubernetes#67250). History records `RolledBack`
     and `Stalled=True` (UpgradeFailed) until spec.version changes or the retry annotation does.
 
-Upgrade paths (docs/design.md §10): the running version to spec.version through the entries of
+Upgrade paths (docs/design.md §11): the running version to spec.version through the entries of
 spec.upgrade.via above the running version (core/releases.py). A path that jumps over a known
 stable release line holds before anything starts (Stalled, UpgradePathRequired) unless the
 skip-upgrade-path annotation is set. Each hop is a full upgrade through the steps above, its
@@ -722,7 +722,7 @@ def _migrating_database(inp: Inputs, p: _Progress) -> tuple[_Progress, bool]:
 
 
 def _migration_progress(inp: Inputs, u: UpgradeStatus) -> MigrationProgress:
-    """The migration's progress, with what this probe shows (docs/design.md §10).
+    """The migration's progress, with what this probe shows (docs/design.md §11).
 
     Progress is a new row in the migrations table or a statement of another session running
     (not waiting on a lock); sessions waiting on a lock are shown but are no progress. The step's
