@@ -269,11 +269,21 @@ def _print_status(body: Body, now: datetime, out: TextIO) -> None:
         head.append(
             [
                 "Upgrade:",
-                f"{u.kind.value} {u.from_version} -> {u.to} ({u.strategy.value}), hop 1/1, "
+                f"{u.kind.value} {u.from_version} -> {u.to} ({u.strategy.value}), hop {u.path}, "
                 f"attempt {u.attempt}",
             ]
         )
+        if u.path_left:
+            head.append(["Path left:", f"{' -> '.join(u.path_left)} (target {u.target})"])
         head.append(["Step:", f"{u.step.value} (for {_ago(u.step_started_at, now)})"])
+        if u.migration is not None:
+            seen = u.migration.progress or "none yet"
+            head.append(
+                [
+                    "Migration:",
+                    f"last progress {_ago(u.migration.last_progress_at, now)} ago: {seen}",
+                ]
+            )
     head.append(["Waiting for:", report["waitingFor"]])
     db = status.database
     if db is not None:
@@ -284,6 +294,8 @@ def _print_status(body: Body, now: datetime, out: TextIO) -> None:
             text += f", {db.migrations_applied} migrations recorded"
         if db.blocked_queries:
             text += f", {db.blocked_queries} blocked queries"
+        if db.running_statements:
+            text += f", {db.running_statements} statements running"
         head.append(["Database:", text])
     if status.history:
         last = status.history[-1]

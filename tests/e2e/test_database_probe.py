@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from psycopg import sql
 
 from retool_operator.core.models import DatabaseSpec
+from retool_operator.core.observed import DatabaseProbe
 from retool_operator.database.probe import CONNECT_TIMEOUT_SECONDS, Target, probe
 from tests.support.pgserver import PostgresServer, free_port
 from tests.support.waiting import wait_for
@@ -33,6 +34,15 @@ def _target(
         }
     )
     return Target.from_spec(spec, password if password is not None else db.password)
+
+
+def _probe_until(target: Target, count: str) -> DatabaseProbe:
+    """Probe until the probe's COUNT field (blocked_queries, ...) is above zero."""
+    return wait_for(
+        lambda: r if getattr(r := probe(target, datetime.now(UTC)), count) else None,
+        20,
+        f"{count} to show",
+    )
 
 
 def test_reachable_server_reports_version_and_no_migrations_table(postgres: PostgresServer) -> None:
@@ -72,15 +82,7 @@ def test_counts_migrations_and_blocked_sessions(postgres: PostgresServer) -> Non
     thread.start()
     try:
         waiter_started.wait(10)
-        result = wait_for(
-            lambda: (
-                r
-                if (r := probe(_target(postgres, table=table), datetime.now(UTC))).blocked_queries
-                else None
-            ),
-            20,
-            "a blocked session to show",
-        )
+        result = _probe_until(_target(postgres, table=table), "blocked_queries")
         assert result.reachable
         assert result.blocked_queries is not None
         assert result.blocked_queries >= 1
@@ -108,3 +110,27 @@ def test_nothing_listening_fails_fast(postgres: PostgresServer) -> None:
     assert not result.reachable
     assert time.monotonic() - started < CONNECT_TIMEOUT_SECONDS + 2
     assert isinstance(result.error, str)
+
+
+def test_counts_running_statements_of_other_sessions_only(postgres: PostgresServer) -> None:
+    """A statement another session runs is a migration at work; the probe's own is not, and
+    neither is a session that is idle."""
+    assert probe(_target(postgres), datetime.now(UTC)).running_statements == 0
+    started = threading.Event()
+
+    def long_statement() -> None:
+        with postgres.connect() as worker:
+            started.set()
+            worker.execute("SELECT pg_sleep(4)")
+
+    idle = postgres.connect()
+    thread = threading.Thread(target=long_statement, daemon=True)
+    thread.start()
+    try:
+        started.wait(10)
+        result = _probe_until(_target(postgres), "running_statements")
+        assert result.running_statements == 1
+    finally:
+        thread.join(10)
+        idle.close()
+    assert probe(_target(postgres), datetime.now(UTC)).running_statements == 0

@@ -62,20 +62,6 @@ def _steps_in_events(api: client.ApiClient, namespace: str) -> list[str]:
     ]
 
 
-def _images(api: client.ApiClient, namespace: str) -> dict[str, str]:
-    apps = client.AppsV1Api(api)
-    workloads: list[client.V1Deployment | client.V1StatefulSet] = [
-        *apps.list_namespaced_deployment(namespace).items,
-        *apps.list_namespaced_stateful_set(namespace).items,
-    ]
-    return {
-        present(present(w.metadata).name): present(
-            present(w.spec.template.spec).containers[0].image
-        )
-        for w in workloads
-    }
-
-
 def _assert_clean(monitor: InvariantMonitor) -> None:
     assert monitor.violations == [], monitor.first_seen
 
@@ -118,7 +104,7 @@ def test_minor_upgrade(
     assert (status["history"][-1]["from"], status["history"][-1]["to"]) == (OLD, NEW)
     assert status["history"][-1]["result"] == "Succeeded"
     assert "upgrade" not in status
-    assert set(_images(kube_api, namespace).values()) == {f"tryretool/backend:{NEW}"}
+    assert set(retool.images(kube_api, namespace).values()) == {f"tryretool/backend:{NEW}"}
     messages = _event_messages(kube_api, namespace)
     assert any(m.startswith("UpgradeStarted:") for m in messages)
     assert any(m.startswith("UpgradeSucceeded:") for m in messages)
@@ -171,7 +157,7 @@ def test_broken_release_rolls_back(
     assert status["currentVersion"] == OLD
     assert status["phase"] == "Degraded"
     assert present(retool.condition(body, "Ready"))["status"] == "False"
-    assert set(_images(kube_api, namespace).values()) == {f"tryretool/backend:{OLD}"}
+    assert set(retool.images(kube_api, namespace).values()) == {f"tryretool/backend:{OLD}"}
     assert status["api"]["readyReplicas"] == 3
     assert status["jobsRunner"]["readyReplicas"] == 1
     assert "RollingBack" in monitor.steps
@@ -223,7 +209,7 @@ def test_downgrade_is_refused_unless_annotated(
         "DowngradeRefused",
     )
     assert "allow-downgrade" in present(retool.condition(body, "Stalled"))["message"]
-    assert set(_images(kube_api, namespace).values()) == {f"tryretool/backend:{OLD}"}
+    assert set(retool.images(kube_api, namespace).values()) == {f"tryretool/backend:{OLD}"}
     retool.annotate(kube_api, namespace, NAME, {"retool-operator.dev/allow-downgrade": "true"})
     wait_for(
         lambda: retool.ready_on(kube_api, namespace, NAME, old_minor),
@@ -300,7 +286,7 @@ def test_database_down_blocks_the_upgrade_until_it_is_back(
         )
         assert present(retool.condition(body, "DatabaseReachable"))["status"] == "False"
         assert body["status"]["upgrade"]["step"] == "Preflight"
-        assert set(_images(kube_api, namespace).values()) == {f"tryretool/backend:{OLD}"}
+        assert set(retool.images(kube_api, namespace).values()) == {f"tryretool/backend:{OLD}"}
         assert monitor.api_replicas_seen == [2]
         pgserver.start(own_postgres.data_dir, own_postgres.port)
         wait_for(

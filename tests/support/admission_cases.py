@@ -164,6 +164,51 @@ INVALID = [
         "at most 168h",
     ),
     Case(
+        "migration-deadline-zero",
+        _spec(upgrade={"migrationDeadline": "0s"}),
+        "spec.upgrade.migrationDeadline",
+        "duration longer than zero",
+    ),
+    Case(
+        "via-not-ascending",
+        _spec(version="3.300.0-stable", upgrade={"via": ["3.253.3-stable", "3.196.1-stable"]}),
+        "spec.upgrade.via",
+        "in strictly ascending order",
+    ),
+    Case(
+        "via-twice-the-same-release",
+        _spec(version="3.300.0-stable", upgrade={"via": ["3.196.1-stable", "3.196.1-edge"]}),
+        "spec.upgrade.via",
+        "in strictly ascending order",
+    ),
+    Case(
+        "via-not-a-version",
+        _spec(version="3.300.0-stable", upgrade={"via": ["latest"]}),
+        "spec.upgrade.via",
+        "in strictly ascending order",
+    ),
+    Case(
+        "via-beyond-the-target",
+        _spec(version="3.196.1-stable", upgrade={"via": ["3.253.3-stable"]}),
+        "spec.upgrade.via",
+        "only versions below spec.version",
+    ),
+    Case(
+        "via-the-target-itself",
+        _spec(version="3.196.1-stable", upgrade={"via": ["3.196.1-stable"]}),
+        "spec.upgrade.via",
+        "only versions below spec.version",
+    ),
+    Case(
+        "via-too-many-hops",
+        _spec(
+            version="3.300.0-stable",
+            upgrade={"via": [f"3.{minor}.0-stable" for minor in range(200, 209)]},
+        ),
+        "spec.upgrade.via",
+        "must have at most 8 items",
+    ),
+    Case(
         "verify-timeout-zero",
         _spec(upgrade={"verifyTimeout": "0s"}),
         "spec.upgrade.verifyTimeout",
@@ -717,6 +762,17 @@ VALID = [
     Case("image-behind-registry-port", _spec(image="registry.example.com:5000/retool/backend")),
     Case("database-host-ipv6", _spec(database={"host": "fd00::5", "port": 6432})),
     Case("durations", _spec(upgrade={"migrationTimeout": "1h30m", "verifyTimeout": "1.5m"})),
+    Case(
+        "upgrade-path",
+        _spec(
+            version="4.34.0-stable",
+            upgrade={
+                "via": ["3.334.0-stable", "4.0.0-stable"],
+                "migrationTimeout": "1h",
+                "migrationDeadline": "20h",
+            },
+        ),
+    ),
     Case(
         "autoscaling-min-equals-max",
         _spec(api={"autoscaling": {"minReplicas": 3, "maxReplicas": 3}}),

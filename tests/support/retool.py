@@ -12,6 +12,7 @@ from typing import Any
 from kubernetes import client
 
 from tests.support.pgserver import PostgresServer
+from tests.support.typed import present
 
 GROUP, VERSION, PLURAL = "retool-operator.dev", "v1alpha1", "retooldeployments"
 # Secret values of the tests: the secret-leak checks look for exactly these strings.
@@ -199,3 +200,18 @@ def stalled(
     if cond and cond["status"] == "True" and seen and reason in (None, cond["reason"]):
         return body
     return None
+
+
+def images(api: client.ApiClient, namespace: str) -> dict[str, str]:
+    """The image of every Deployment and StatefulSet in NAMESPACE, by name."""
+    apps = client.AppsV1Api(api)
+    workloads: list[client.V1Deployment | client.V1StatefulSet] = [
+        *apps.list_namespaced_deployment(namespace).items,
+        *apps.list_namespaced_stateful_set(namespace).items,
+    ]
+    return {
+        present(present(w.metadata).name): present(
+            present(w.spec.template.spec).containers[0].image
+        )
+        for w in workloads
+    }

@@ -154,6 +154,9 @@ class Cluster:
     database_reachable: bool = True
     database_version_num: int = 150004
     missing_secrets: tuple[str, ...] = ()
+    # A long migration as the database shows it: rows it has recorded, statements it runs now.
+    migration_rows: int = 0
+    running_statements: int = 0
     tick: int = 0
     workloads: dict[Component, SimWorkload] = dataclasses.field(default_factory=dict)
     # Versions of which a jobs-runner pod has been Ready at some point (migrations done).
@@ -185,8 +188,9 @@ class Cluster:
             reachable=True,
             server_version=f"{major}.{self.database_version_num % 100}",
             server_version_num=self.database_version_num,
-            migrations_applied=len(self.migrated),
+            migrations_applied=len(self.migrated) + self.migration_rows,
             blocked_queries=0,
+            running_statements=self.running_statements,
         )
 
     def pods(self, component: Component, *, include_terminating: bool = True) -> list[SimPod]:

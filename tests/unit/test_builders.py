@@ -743,22 +743,31 @@ def test_jobs_runner_env_ports_and_probes() -> None:
     assert runner["ports"] == [{"name": "http", "containerPort": 3003, "protocol": "TCP"}]
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert runner[probe]["httpGet"] == {"path": "/api/checkJobsRunnerHealth", "port": 3003}
-    # Liveness must not restart a jobs-runner that is still migrating (1h30m allowed).
+    # Liveness must not restart a jobs-runner that is still migrating: no migrationDeadline
+    # here, so a week (migrationTimeout counts from the last progress, not from the start).
     startup = runner["startupProbe"]
-    assert startup["failureThreshold"] * startup["periodSeconds"] >= 5400
+    assert startup["failureThreshold"] * startup["periodSeconds"] >= 604800
     env = env_of(statefulset)
     assert env["SERVICE_TYPE"]["value"] == "JOBS_RUNNER"
-    assert env["DATABASE_MIGRATIONS_TIMEOUT_SECONDS"]["value"] == "5400"
+    assert env["DATABASE_MIGRATIONS_TIMEOUT_SECONDS"]["value"] == "604800"
     assert runner["resources"] == {"requests": {"cpu": "1", "memory": "2Gi"}}
 
 
 @pytest.mark.parametrize(
-    ("timeout", "seconds"), [("30m", "1800"), ("90s", "90"), ("1500ms", "2"), ("1h0.5m", "3630")]
+    ("deadline", "seconds"),
+    [("30m", "1800"), ("90s", "90"), ("1500ms", "2"), ("1h0.5m", "3630"), (None, "604800")],
 )
-def test_migration_timeout_in_whole_seconds(timeout: str, seconds: str) -> None:
-    spec = spec_of({**MINIMAL, "upgrade": {"migrationTimeout": timeout}})
-    env = env_of(builders.build_jobs_runner_statefulset(OWNER, spec, "3.196.1"))
-    assert env["DATABASE_MIGRATIONS_TIMEOUT_SECONDS"]["value"] == seconds
+def test_retool_migration_timeout_is_the_deadline_in_whole_seconds(
+    deadline: str | None, seconds: str
+) -> None:
+    """Retool's own migration timeout and the startup probe cover migrationDeadline (else a
+    week), never migrationTimeout: that one counts from the last progress (design §11)."""
+    upgrade = {"migrationTimeout": "10s"} | ({"migrationDeadline": deadline} if deadline else {})
+    spec = spec_of({**MINIMAL, "upgrade": upgrade})
+    runner_set = builders.build_jobs_runner_statefulset(OWNER, spec, "3.196.1")
+    assert env_of(runner_set)["DATABASE_MIGRATIONS_TIMEOUT_SECONDS"]["value"] == seconds
+    startup = runner_set["spec"]["template"]["spec"]["containers"][0]["startupProbe"]
+    assert startup["failureThreshold"] * startup["periodSeconds"] >= int(seconds)
 
 
 @pytest.mark.parametrize(

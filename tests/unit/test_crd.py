@@ -91,6 +91,7 @@ def test_printer_columns() -> None:
         ("Current", ".status.currentVersion", "string", 1),
         ("Phase", ".status.phase", "string", 0),
         ("Step", ".status.upgrade.step", "string", 1),
+        ("Path", ".status.upgrade.path", "string", 1),
         ("Ready", ".status.api.readyReplicas", "integer", 0),
         ("API", ".status.api.summary", "string", 1),
         ("JOBS-RUNNER", ".status.jobsRunner.summary", "string", 1),

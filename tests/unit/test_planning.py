@@ -10,6 +10,7 @@ import pytest
 from retool_operator.core import planning, statemachine
 from retool_operator.core.models import (
     ALLOW_DOWNGRADE_ANNOTATION,
+    SKIP_UPGRADE_PATH_ANNOTATION,
     ChangeKind,
     Step,
     UpgradeStrategy,
@@ -42,6 +43,7 @@ def test_the_planned_steps_are_the_steps_the_upgrade_takes(
     strategy: str, target: str, kind: str
 ) -> None:
     run = installed(OLD, strategy=strategy)
+    run.annotate(SKIP_UPGRADE_PATH_ANNOTATION, "true")  # one hop, whatever it jumps over
     result = planning.plan(run.inputs(), target)
     assert result.kind == kind
     (hop,) = result.path
@@ -71,7 +73,7 @@ def test_plan_changes_nothing_and_says_preflight_passes() -> None:
     assert run.spec.version == OLD
     assert all(check.ok for check in result.preflight)
     assert result.verdict.startswith("start: Preflight passes now")
-    assert result.path_note == planning.ONE_HOP_NOTE
+    assert result.path_note.startswith("one hop")
     assert result.to_json()["path"][0]["to"] == NEW
 
 
@@ -135,3 +137,30 @@ def test_the_same_version_is_nothing_to_do() -> None:
     result = planning.plan(run.inputs(), OLD)
     assert result.kind == "None"
     assert result.verdict.startswith("nothing to do")
+
+
+def test_a_path_through_via_is_planned_hop_by_hop_as_it_runs() -> None:
+    run = installed(OLD)
+    run.set_upgrade(via=[NEW])
+    result = planning.plan(run.inputs(), "3.253.3-stable")
+    assert [(h.from_version, h.to) for h in result.path] == [
+        (OLD, NEW),
+        (NEW, "3.253.3-stable"),
+    ]
+    assert result.path_note.startswith("2 hops")
+    run.set_version("3.253.3-stable")
+    run.run(budget=300)
+    assert [(h.from_version, h.to) for h in run.status.history] == [
+        (h.from_version, h.to) for h in result.path
+    ]
+
+
+def test_a_jump_over_a_stable_line_is_shown_held() -> None:
+    run = installed(OLD)
+    result = planning.plan(run.inputs(), MAJOR)
+    path = next(c for c in result.preflight if c.name == "upgrade path")
+    assert not path.ok
+    assert path.reason == "UpgradePathRequired"
+    assert "3.196" in path.detail
+    assert "jumps over" in result.path_note
+    assert "UpgradePathRequired" in result.verdict

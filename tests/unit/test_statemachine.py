@@ -31,6 +31,7 @@ from retool_operator.core.models import (
     ALLOW_DOWNGRADE_ANNOTATION,
     HISTORY_LIMIT,
     RETRY_ANNOTATION,
+    SKIP_UPGRADE_PATH_ANNOTATION,
     ChangeKind,
     Component,
     OptionalComponentSpec,
@@ -40,8 +41,10 @@ from retool_operator.core.models import (
     UpgradeResult,
     UpgradeStrategy,
     parse_duration,
+    release_key,
 )
 from retool_operator.core.observed import PodObservation, Snapshot, WorkloadObservation
+from retool_operator.core.releases import plan_path
 from retool_operator.core.statemachine import Decision, Inputs, decide
 from retool_operator.core.versions import classify
 from tests.unit import simulator
@@ -59,7 +62,7 @@ from tests.unit.simulator import (
 
 OLD = "3.148.0-stable"
 NEW = "3.196.1-stable"
-NEWER = "3.200.0-edge"
+NEWER = "3.196.9-edge"
 BROKEN = "3.196.2-neverready"
 RECREATE_STEPS = [
     "Preflight",
@@ -550,12 +553,12 @@ class TestUpgrade:
 
     @pytest.mark.parametrize("strategy", STRATEGIES)
     def test_major(self, strategy: simulator.Strategy) -> None:
-        run = upgraded("2.115.2", NEW, strategy=strategy, api={"replicas": 2})
+        run = upgraded("3.334.0-stable", "4.0.0-stable", strategy=strategy, api={"replicas": 2})
         assert run.status.history[-1].result is UpgradeResult.SUCCEEDED
         kinds = {u.kind for t in run.ticks if (u := t.decision.status.upgrade)}
         assert kinds == {ChangeKind.MAJOR}
         assert upgrade_steps(run) == (RECREATE_STEPS if strategy == "Recreate" else ROLLING_STEPS)
-        assert_ready_on(run, NEW)
+        assert_ready_on(run, "4.0.0-stable")
 
     @pytest.mark.parametrize("strategy", STRATEGIES)
     def test_patch_never_stops_anything(self, strategy: simulator.Strategy) -> None:
@@ -999,7 +1002,7 @@ class TestVersionChangedMidUpgrade:
 
     def test_to_a_refused_downgrade_during_stopping(self) -> None:
         run = installed("3.196.1-stable", cluster=Cluster(terminate_ticks=4))
-        run.set_version(NEWER)
+        run.set_version("3.200.0-edge")
         run.run_until_step(Step.STOPPING_SERVICES)
         run.set_version(OLD)
         run.run(budget=60)
@@ -1426,8 +1429,12 @@ POOL = [
     "3.196.1-stable",
     "3.196.3-stable",
     "3.200.0-edge",
+    "3.253.3-stable",
+    "3.260.0-edge",
     BROKEN,
 ]
+# What random histories put in spec.upgrade.via (ascending subsets; the operator plans the rest).
+VIA_POOL = ["3.148.2-stable", "3.196.1-stable", "3.196.3-stable", "3.253.3-stable"]
 GOOD = POOL[:-1]
 SLOW_TICKS = 1000  # far beyond every timeout: a release that never finishes migrating
 
@@ -1457,6 +1464,14 @@ def histories(draw: st.DrawFn) -> History:
         st.tuples(wait, st.just("version"), st.sampled_from(POOL)),
         st.tuples(wait, st.just("retry"), st.sampled_from(["1", "2", "3"])),
         st.tuples(wait, st.just("database"), st.sampled_from(["down", "up"])),
+        st.tuples(
+            wait,
+            st.just("via"),
+            st.lists(st.sampled_from(VIA_POOL), unique=True, max_size=3).map(
+                lambda vs: ",".join(sorted(vs, key=release_key))
+            ),
+        ),
+        st.tuples(wait, st.just("skip"), st.sampled_from(["true", "false"])),
     )
     return History(
         initial=initial,
@@ -1514,6 +1529,10 @@ def _play(history: History) -> Run:
             run.set_version(value)
         elif kind == "retry":
             run.annotate(RETRY_ANNOTATION, value)
+        elif kind == "via":
+            run.set_upgrade(via=value.split(",") if value else [])
+        elif kind == "skip":
+            run.annotate(SKIP_UPGRADE_PATH_ANNOTATION, value)
         else:
             run.cluster.database_reachable = value == "up"
     run.cluster.database_reachable = True  # an outage blocks only while it lasts
@@ -1550,13 +1569,24 @@ def _check_outcome(history: History, run: Run) -> None:
     reason = condition(status, STALLED)[1]
     current = status.current_version
     assert current is not None, trace
+    skip = run.annotations.get(SKIP_UPGRADE_PATH_ANNOTATION) == "true"
+    path = plan_path(current, spec.version, spec.upgrade.via, skip_check=skip)
     if reason == Reason.DOWNGRADE_REFUSED:
         assert not history.allow_downgrade, trace
         assert classify(current, spec.version).refused_downgrade, trace
+    elif reason == Reason.UPGRADE_PATH_REQUIRED:
+        # Held before anything moved: every child still on the running version.
+        assert path.missing, trace
+        assert not skip, trace
+        for component, workload in run.cluster.workloads.items():
+            assert run.cluster.rolled_out(component, current, workload.replicas), trace
+    elif reason == Reason.UPGRADE_PATH_INVALID:
+        assert path.problem, trace
     else:
         assert reason == Reason.UPGRADE_FAILED, trace
         last = status.history[-1]
-        assert (last.from_version, last.to) == (current, spec.version), trace
+        # The hop that failed is the first of the path from the running version.
+        assert (last.from_version, last.to) == (current, path.hops[0]), trace
         assert last.result is not UpgradeResult.SUCCEEDED
         if last.result is UpgradeResult.ROLLED_BACK:
             for component, workload in run.cluster.workloads.items():
@@ -1585,10 +1615,16 @@ def test_random_histories_keep_the_invariants_and_settle(history: History) -> No
 def test_good_releases_always_end_ready(
     strategy: simulator.Strategy, targets: list[str], wait: int
 ) -> None:
-    """With good releases and downgrades allowed, every history ends Ready on the last target."""
+    """With good releases and downgrades allowed, every history ends Ready on the last target.
+
+    Each target names the stable lines below it in spec.upgrade.via, so a change mid-path
+    re-plans from the version running.
+    """
     run = installed(targets[0], strategy=strategy, **OPTIONAL)
     run.annotate(ALLOW_DOWNGRADE_ANNOTATION, "true")
     for target in targets[1:]:
+        stable = ["3.196.1-stable", "3.253.3-stable"]
+        run.set_upgrade(via=[v for v in stable if release_key(v) < release_key(target)])
         run.set_version(target)
         for _ in range(wait):
             run.step()

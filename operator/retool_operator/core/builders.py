@@ -29,6 +29,7 @@ from typing import Any
 from retool_operator.core import naming
 from retool_operator.core.models import (
     CodeExecutorMode,
+    MAX_TIMEOUT_HOURS,
     Component,
     ComponentSpec,
     EnvVar,
@@ -286,9 +287,17 @@ def required_secrets(spec: RetoolDeploymentSpec) -> list[tuple[str, str | None]]
     return list(dict.fromkeys(needed))
 
 
-def migration_timeout_seconds(spec: RetoolDeploymentSpec) -> int:
-    """spec.upgrade.migrationTimeout in whole seconds, rounded up (at least 1)."""
-    return max(1, math.ceil(parse_duration(spec.upgrade.migration_timeout)))
+def migration_cap_seconds(spec: RetoolDeploymentSpec) -> int:
+    """How long a migration may run at all, in whole seconds: spec.upgrade.migrationDeadline,
+    else the longest timeout a spec may set (a week).
+
+    spec.upgrade.migrationTimeout counts from the last progress the operator saw in the
+    database (docs/design.md §11), so neither Retool's own migration timeout nor the
+    jobs-runner's startup probe may end a migration before the operator judges it stuck.
+    """
+    deadline = spec.upgrade.migration_deadline
+    seconds = parse_duration(deadline) if deadline is not None else MAX_TIMEOUT_HOURS * 3600
+    return max(1, math.ceil(seconds))
 
 
 def service_url(instance: str, component: Component) -> str:
@@ -362,7 +371,7 @@ def _wiring_env(
 def _component_env(spec: RetoolDeploymentSpec, component: Component) -> list[dict[str, Any]]:
     """Variables specific to one component (charts/retool/templates/deployment_*.yaml)."""
     if component is Component.JOBS_RUNNER:
-        seconds = str(migration_timeout_seconds(spec))
+        seconds = str(migration_cap_seconds(spec))
         return [_value("DATABASE_MIGRATIONS_TIMEOUT_SECONDS", seconds)]
     if component is Component.API:
         return []
@@ -446,7 +455,7 @@ def _probe_periods(seconds: float) -> int:
 def _startup_seconds(spec: RetoolDeploymentSpec, component: Component) -> float:
     """How long a container may take to start: migrations for the jobs-runner, else verify."""
     if component is Component.JOBS_RUNNER:
-        return parse_duration(spec.upgrade.migration_timeout)
+        return migration_cap_seconds(spec)
     return parse_duration(spec.upgrade.verify_timeout)
 
 

@@ -39,6 +39,8 @@ class Reason(StrEnum):
     # Stalled (a person must act)
     UPGRADE_FAILED = "UpgradeFailed"
     DOWNGRADE_REFUSED = "DowngradeRefused"
+    UPGRADE_PATH_REQUIRED = "UpgradePathRequired"
+    UPGRADE_PATH_INVALID = "UpgradePathInvalid"
     DATABASE_UNREACHABLE = "DatabaseUnreachable"
     DATABASE_UNSUPPORTED = "DatabaseVersionUnsupported"
     SECRET_MISSING = "SecretMissing"  # noqa: S105 (a reason, not a secret)

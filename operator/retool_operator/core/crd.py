@@ -218,6 +218,7 @@ PRINTER_COLUMNS = [
     _column("Current", ".status.currentVersion", "Version every component runs.", priority=1),
     _column("Phase", ".status.phase", "Installing, Ready, Upgrading, RollingBack, ..."),
     _column("Step", ".status.upgrade.step", "Step of the upgrade in progress.", priority=1),
+    _column("Path", ".status.upgrade.path", "Hop of the upgrade path, e.g. 3/4.", priority=1),
     _column("Ready", ".status.api.readyReplicas", "Ready api replicas.", type="integer"),
     # -o wide: one column per component (a printer column holds one JSONPath, so READY/REPLICAS
     # VERSION comes from status.<component>.summary); <none> when it does not run.

@@ -43,6 +43,9 @@ CATEGORIES = ("retool",)
 ANNOTATION_PREFIX = f"{GROUP}/"
 RETRY_ANNOTATION = f"{ANNOTATION_PREFIX}retry-upgrade"
 ALLOW_DOWNGRADE_ANNOTATION = f"{ANNOTATION_PREFIX}allow-downgrade"
+SKIP_UPGRADE_PATH_ANNOTATION = f"{ANNOTATION_PREFIX}skip-upgrade-path"
+# At most this many intermediate versions in spec.upgrade.via (a path of MAX_VIA_HOPS + 1 hops).
+MAX_VIA_HOPS = 8
 
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
@@ -559,7 +562,7 @@ class Probes(ApiModel):
     startup: ProbeTimings | None = Field(
         default=None,
         description="Startup probe: holds the others off while the container starts (the "
-        "jobs-runner's covers spec.upgrade.migrationTimeout).",
+        "jobs-runner's covers spec.upgrade.migrationDeadline, else a week).",
     )
     readiness: ProbeTimings | None = Field(
         default=None, description="Readiness probe: when the pod receives traffic."
@@ -1239,6 +1242,27 @@ def _timeout(field: str) -> Callable[[JsonDict], None]:
     )
 
 
+def cel_release_key(tag: str) -> str:
+    """CEL: a tag's MAJOR.MINOR.PATCH as one integer, ordered as the releases are."""
+    parts = f"{tag}.split('.')"
+    return (
+        f"(int({parts}[0]) * 1000000000000 + int({parts}[1]) * 1000000 + "
+        f"int({parts}[2].split('-')[0]))"
+    )
+
+
+def release_key(tag: str) -> tuple[int, int, int]:
+    """A tag's (MAJOR, MINOR, PATCH), as cel_release_key orders them."""
+    major, minor, rest = tag.split(".", 2)
+    return (int(major), int(minor), int(rest.split("-", 1)[0]))
+
+
+_VIA_ASCENDING = (
+    f"self.all(a, self.exists_one(b, {cel_release_key('b')} == {cel_release_key('a')})) && "
+    f"self.map(v, {cel_release_key('v')}).isSorted()"
+)
+
+
 class UpgradeSpec(ApiModel):
     """How a change of spec.version rolls out."""
 
@@ -1251,7 +1275,8 @@ class UpgradeSpec(ApiModel):
         default="30m",
         pattern=DURATION_PATTERN,
         max_length=MAX_DURATION_LENGTH,
-        description="How long the new jobs-runner may take to migrate and become Ready (e.g. 30m).",
+        description="How long the migration may go without progress (a new row in the "
+        "migrations table, a statement running in the database) before it is judged failed.",
         json_schema_extra=_timeout("migrationTimeout"),
     )
     verify_timeout: str = Field(
@@ -1261,16 +1286,57 @@ class UpgradeSpec(ApiModel):
         description="How long every component may take to run the new version and be Ready.",
         json_schema_extra=_timeout("verifyTimeout"),
     )
+    migration_deadline: str | None = Field(
+        default=None,
+        pattern=DURATION_PATTERN,
+        max_length=MAX_DURATION_LENGTH,
+        description="Optional cap on the whole MigratingDatabase step, progress or not (e.g. "
+        "20h); migrationTimeout counts from the last progress seen.",
+        json_schema_extra=_timeout("migrationDeadline"),
+    )
     auto_rollback: bool = Field(
         default=True, description="On failure, put every component back on the previous version."
     )
+    # The tags' shape is checked by the list's CEL rule (and _ascending), not by an items
+    # pattern: the API server skips CEL rules once a pattern fails, and says less.
+    via: list[Annotated[str, Field(max_length=MAX_TAG_LENGTH)]] = Field(
+        default_factory=list,
+        max_length=MAX_VIA_HOPS,
+        description="Intermediate versions to upgrade through, in ascending order, on the way "
+        "to spec.version (each a full phased upgrade). Retool upgrades through each stable "
+        "release it jumps over; versions at or below the running one are hops already passed.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.all(v, v.matches("
+                    + cel_literal(VERSION_PATTERN)
+                    + ")) && ("
+                    + _VIA_ASCENDING
+                    + ")",
+                    "message": "spec.upgrade.via must list version tags (MAJOR.MINOR.PATCH"
+                    "[-suffix]) in strictly ascending order",
+                }
+            ]
+        },
+    )
 
-    @field_validator("migration_timeout", "verify_timeout")
+    @field_validator("migration_timeout", "verify_timeout", "migration_deadline")
     @classmethod
-    def _zero_to_a_week(cls, text: str) -> str:
-        if not 0 < parse_duration(text) <= MAX_TIMEOUT_HOURS * 3600:
+    def _zero_to_a_week(cls, text: str | None) -> str | None:
+        if text is not None and not 0 < parse_duration(text) <= MAX_TIMEOUT_HOURS * 3600:
             raise ValueError(f"{text!r} is not longer than zero and at most {MAX_TIMEOUT_HOURS}h")
         return text
+
+    @field_validator("via")
+    @classmethod
+    def _ascending(cls, via: list[str]) -> list[str]:
+        malformed = [v for v in via if not re.fullmatch(VERSION_PATTERN, v)]
+        if malformed:
+            raise ValueError(f"spec.upgrade.via: {malformed[0]!r} is not a version tag")
+        keys = [release_key(v) for v in via]
+        if keys != sorted(set(keys)):
+            raise ValueError(f"spec.upgrade.via {via} is not in strictly ascending order")
+        return via
 
 
 def _image(default: str, field: str, description: str) -> Any:
@@ -1321,6 +1387,15 @@ def _mounts_name_volumes() -> JsonDict:
                 "fieldPath": f".{field}.container.volumeMounts",
             }
         )
+    rules.append(
+        {
+            "rule": f"!({_has('upgrade.via')}) || self.upgrade.via.all(v, "
+            f"{cel_release_key('v')} < {cel_release_key('self.version')})",
+            "message": "spec.upgrade.via must name only versions below spec.version: they are "
+            "the intermediate hops on the way to it",
+            "fieldPath": ".upgrade.via",
+        }
+    )
     return {"x-kubernetes-validations": rules}
 
 
@@ -1499,6 +1574,13 @@ class RetoolDeploymentSpec(Settings):
             raise ValueError(AGENTS_NEED_WORKFLOWS_MESSAGE)
         return self
 
+    @model_validator(mode="after")
+    def _via_below_version(self) -> RetoolDeploymentSpec:
+        beyond = [v for v in self.upgrade.via if release_key(v) >= release_key(self.version)]
+        if beyond:
+            raise ValueError(f"spec.upgrade.via: {beyond[0]} is not below spec.version")
+        return self
+
 
 # --- status -----------------------------------------------------------------------------------
 
@@ -1556,6 +1638,24 @@ class Condition(ApiModel):
     )
 
 
+class MigrationProgress(ApiModel):
+    """What the database showed of a running migration (docs/design.md §11)."""
+
+    migrations_seen: int | None = Field(
+        default=None, description="Rows in the migrations table at the last progress seen."
+    )
+    running_statements: int = Field(
+        default=0, description="Statements of other sessions running at the last probe."
+    )
+    last_progress_at: Timestamp = Field(
+        description="When progress was last seen (the step's start until then)."
+    )
+    progress: str = Field(default="", description="What the last progress was.")
+    stall_reported: bool = Field(
+        default=False, description="Whether the stall Event for this quiet spell was sent."
+    )
+
+
 class UpgradeStatus(ApiModel):
     """The upgrade in progress."""
 
@@ -1571,6 +1671,18 @@ class UpgradeStatus(ApiModel):
         default_factory=dict, description="Replica counts per component before it was stopped."
     )
     message: str = Field(default="", description="Progress or failure detail.")
+    target: str | None = Field(
+        default=None, description="The overall target (spec.version) this hop is on the way to."
+    )
+    hop: int = Field(default=1, ge=1, description="Which hop of the upgrade path this is.")
+    hops: int = Field(default=1, ge=1, description="How many hops the path has in all.")
+    path: str = Field(default="1/1", description="hop/hops, as `kubectl get -o wide` shows it.")
+    path_left: list[str] = Field(
+        default_factory=list, description="The versions still to pass after this hop, in order."
+    )
+    migration: MigrationProgress | None = Field(
+        default=None, description="Progress of the migration, while MigratingDatabase."
+    )
 
 
 class ComponentStatus(ApiModel):
@@ -1611,6 +1723,9 @@ class DatabaseStatus(ApiModel):
     )
     blocked_queries: int | None = Field(
         default=None, description="Sessions waiting on a lock (a stuck migration shows here)."
+    )
+    running_statements: int | None = Field(
+        default=None, description="Statements of other sessions running (a migration at work)."
     )
 
 

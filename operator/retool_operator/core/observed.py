@@ -112,6 +112,8 @@ class DatabaseProbe:
     server_version_num: int | None = None
     migrations_applied: int | None = None
     blocked_queries: int | None = None
+    # Statements of other sessions running now, not waiting on a lock: a migration at work.
+    running_statements: int | None = None
     error: str | None = None  # a short reason, never a password or connection string
 
     MINIMUM_SERVER_VERSION_NUM = 130000  # PostgreSQL 13

@@ -5,9 +5,9 @@ probe into `statemachine.Inputs`; `plan` asks the state machine itself (`decide`
 Preflight makes) what it would do with spec.version set to another version, and describes the
 steps. Nothing is written anywhere.
 
-A path is a sequence of hops, each one phased upgrade. Today every path is one hop: intermediate
-versions (`spec.upgrade.via`, docs/design.md) are not supported yet; `upgrade_path` is where they
-will come in.
+A path is a sequence of hops, each one phased upgrade: the versions of `spec.upgrade.via` above
+the running one, then spec.version (core/releases.py, docs/design.md §11). A path that jumps over
+a stable release line is shown as the state machine would hold it (UpgradePathRequired).
 """
 
 from __future__ import annotations
@@ -27,11 +27,6 @@ from retool_operator.core.models import (
 )
 from retool_operator.core.statemachine import Inputs, decide
 from retool_operator.core.versions import classify, parse
-
-ONE_HOP_NOTE = (
-    "one hop: intermediate versions (spec.upgrade.via) are not supported yet, "
-    "so every bump is a single phased upgrade"
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,9 +79,22 @@ class UpgradePlan:
         return dataclasses.asdict(self)
 
 
-def upgrade_path(running: str, target: str) -> tuple[tuple[str, str], ...]:
-    """The hops from RUNNING to TARGET: one, today (see the module's docstring)."""
-    return ((running, target),)
+def upgrade_path(inp: Inputs, running: str) -> tuple[tuple[str, str], ...]:
+    """The hops from RUNNING to spec.version, each as (from, to), as the state machine runs them."""
+    hops = statemachine.upgrade_path(inp, running).hops
+    return tuple(zip((running, *hops[:-1]), hops, strict=True))
+
+
+def _path_note(inp: Inputs, running: str | None) -> str:
+    if running is None or running == inp.spec.version:
+        return "no hop"
+    path = statemachine.upgrade_path(inp, running)
+    hops = len(path.hops)
+    text = "one hop" if hops == 1 else f"{hops} hops through spec.upgrade.via"
+    text += ", each a full phased upgrade with its own history entry"
+    if path.missing:
+        text += f"; it jumps over the stable line(s) {', '.join(path.missing)} (held in Preflight)"
+    return text
 
 
 def _components(names: Mapping[str, int]) -> str:
@@ -201,7 +209,17 @@ def _passed(inp: Inputs, running: str | None) -> dict[str, str]:
         downgrade = f"a downgrade, allowed by annotation {ALLOW_DOWNGRADE_ANNOTATION}"
     else:
         downgrade = "a patch downgrade: allowed"
-    return {"database": database, "secrets": secrets, "downgrade": downgrade}
+    path = (
+        " -> ".join(statemachine.upgrade_path(inp, running).hops)
+        if running is not None and running != inp.spec.version
+        else "no change of version"
+    )
+    return {
+        "database": database,
+        "secrets": secrets,
+        "downgrade": downgrade,
+        "upgrade path": f"every stable release line passed: {path}",
+    }
 
 
 def plan(inp: Inputs, version: str) -> UpgradePlan:
@@ -221,9 +239,9 @@ def plan(inp: Inputs, version: str) -> UpgradePlan:
         )
         for name, found in findings.items()
     )
-    checks += (Check("path", True, "", ONE_HOP_NOTE),)
-    path = tuple(_hop(bumped, hop) for hop in upgrade_path(running, version)) if running else ()
-    kind = path[0].kind if path else "Install"
+    path = tuple(_hop(bumped, hop) for hop in upgrade_path(bumped, running)) if running else ()
+    change = classify(running, version).kind if running else None
+    kind = change.value if change else ("Install" if running is None else "None")
     verdict = _verdict(inp, bumped, running)
     if inp.spec.paused:
         verdict = f"nothing while spec.paused is true; once resumed: {verdict}"
@@ -233,7 +251,7 @@ def plan(inp: Inputs, version: str) -> UpgradePlan:
         target=version,
         kind=kind if running != version else "None",
         path=path if running != version else (),
-        path_note=ONE_HOP_NOTE,
+        path_note=_path_note(bumped, running),
         preflight=checks,
         verdict=verdict,
     )

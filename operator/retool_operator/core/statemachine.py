@@ -35,6 +35,15 @@ RollingBack
     OrderedReady does not replace it (kubernetes/kubernetes#67250). History records `RolledBack`
     and `Stalled=True` (UpgradeFailed) until spec.version changes or the retry annotation does.
 
+Upgrade paths (docs/design.md §11): the running version to spec.version through the entries of
+spec.upgrade.via above the running version (core/releases.py). A path that jumps over a known
+stable release line holds before anything starts (Stalled, UpgradePathRequired) unless the
+skip-upgrade-path annotation is set. Each hop is a full upgrade through the steps above, its
+kind decided per hop, with its own history entry; when a hop succeeds the next starts,
+re-planned from the version now running. A failed hop rolls back that hop only and the path stops.
+MigratingDatabase counts migrationTimeout from the last progress the database probe showed (a new
+migrations row, a running statement of another session), capped by migrationDeadline.
+
 A spec.version change before MigratingDatabase retargets the upgrade; from MigratingDatabase on
 the current upgrade finishes (or rolls back) and the next one starts after it. Every step is
 idempotent: the plan it returns depends only on the recorded status and the spec, so an operator
@@ -51,18 +60,20 @@ from typing import Literal
 import pydantic
 
 from retool_operator.core import conditions as cond
-from retool_operator.core import naming
+from retool_operator.core import naming, releases
 from retool_operator.core.builders import OPTIONAL_COMPONENTS, WorkloadPlan
 from retool_operator.core.conditions import ConditionState, Reason
 from retool_operator.core.models import (
     ALLOW_DOWNGRADE_ANNOTATION,
     HISTORY_LIMIT,
     RETRY_ANNOTATION,
+    SKIP_UPGRADE_PATH_ANNOTATION,
     ChangeKind,
     Component,
     ComponentStatus,
     DatabaseStatus,
     HistoryEntry,
+    MigrationProgress,
     Phase,
     RetoolDeploymentSpec,
     RetoolDeploymentStatus,
@@ -139,6 +150,8 @@ class _Progress:
     events: tuple[EventRecord, ...] = ()
     blocker: ConditionState | None = None
     waiting: str = ""
+    # The hop the next upgrade begins as: 1, or the one after a hop that just succeeded.
+    next_hop: int = 1
 
     def emit(self, type_: EventType, reason: str, message: str) -> _Progress:
         """The same progress with one more Event."""
@@ -270,7 +283,10 @@ def _blocked(p: _Progress, reason: Reason, message: str, plan: Plan | None) -> _
 
 
 def _summary(u: UpgradeStatus) -> str:
-    return f"{u.kind.value} upgrade {u.from_version} -> {u.to}"
+    text = f"{u.kind.value} upgrade {u.from_version} -> {u.to}"
+    if u.hops > 1 or u.path_left:
+        text += f" (hop {u.path} of the path to {u.target})"
+    return text
 
 
 def _to_step(p: _Progress, step: Step, now: datetime, message: str = "") -> _Progress:
@@ -300,7 +316,10 @@ def _finish_upgrade(inp: Inputs, p: _Progress, result: UpgradeResult, message: s
     )
     history = (*p.history, entry)[-HISTORY_LIMIT:]
     current = u.to if result is UpgradeResult.SUCCEEDED else u.from_version
-    done = dataclasses.replace(p, upgrade=None, history=history, current_version=current)
+    next_hop = u.hop + 1 if result is UpgradeResult.SUCCEEDED and u.to != inp.spec.version else 1
+    done = dataclasses.replace(
+        p, upgrade=None, history=history, current_version=current, next_hop=next_hop
+    )
     if result is UpgradeResult.SUCCEEDED:
         return done.emit("Normal", "UpgradeSucceeded", f"{_summary(u)} succeeded")
     if result is UpgradeResult.ROLLED_BACK:
@@ -342,6 +361,37 @@ def _timed_out(inp: Inputs, u: UpgradeStatus, limit: str) -> bool:
     return _elapsed(inp, u.step_started_at) > parse_duration(limit)
 
 
+def upgrade_path(inp: Inputs, current: str) -> releases.UpgradePath:
+    """The hops from CURRENT to spec.version through spec.upgrade.via (core/releases.py)."""
+    skip = inp.annotations.get(SKIP_UPGRADE_PATH_ANNOTATION, "").lower() == "true"
+    return releases.plan_path(current, inp.spec.version, inp.spec.upgrade.via, skip_check=skip)
+
+
+def _path_blocker(inp: Inputs, current: str) -> tuple[Reason, str] | None:
+    """Why the path from CURRENT to spec.version may not start, or None."""
+    path = upgrade_path(inp, current)
+    if path.problem:
+        return Reason.UPGRADE_PATH_INVALID, path.problem
+    if path.missing:
+        return Reason.UPGRADE_PATH_REQUIRED, releases.missing_message(
+            path, current, inp.spec.version
+        )
+    return None
+
+
+def _with_path(u: UpgradeStatus, target: str, hops_after: tuple[str, ...]) -> UpgradeStatus:
+    """U as hop u.hop of a path to TARGET that continues through HOPS_AFTER."""
+    total = u.hop + len(hops_after)
+    return u.model_copy(
+        update={
+            "target": target,
+            "hops": total,
+            "path": f"{u.hop}/{total}",
+            "path_left": list(hops_after),
+        }
+    )
+
+
 # --- no upgrade in progress --------------------------------------------------------------------
 
 
@@ -373,10 +423,12 @@ def preflight_findings(inp: Inputs) -> dict[str, tuple[Reason, str] | None]:
     secrets = _secrets_blocker(inp)
     current = inp.status.current_version
     refused = _refused_downgrade(inp, current) if current is not None else None
+    path = _path_blocker(inp, current) if current is not None else None
     return {
         "database": _database_blocker(inp.database),
         "secrets": (Reason.SECRET_MISSING, secrets) if secrets else None,
         "downgrade": (Reason.DOWNGRADE_REFUSED, refused) if refused else None,
+        "upgrade path": path,
     }
 
 
@@ -425,20 +477,20 @@ def _install(inp: Inputs, p: _Progress) -> tuple[_Progress, bool]:
     return installed.emit("Normal", "Installed", f"Retool {target} is installed and Ready"), True
 
 
-def _previous_failure(inp: Inputs, p: _Progress) -> HistoryEntry | None:
-    """The last upgrade, when it tried this very change and failed (a cancel is no failure)."""
+def _previous_failure(p: _Progress, to: str) -> HistoryEntry | None:
+    """The last upgrade, when it tried this very hop and failed (a cancel is no failure)."""
     if not p.history:
         return None
     last = p.history[-1]
-    same = last.to == inp.spec.version and last.from_version == p.current_version
+    same = last.to == to and last.from_version == p.current_version
     failed = last.result is not UpgradeResult.SUCCEEDED and not last.message.startswith(CANCELLED)
     return last if same and failed else None
 
 
-def _attempt(inp: Inputs, p: _Progress) -> int:
+def _attempt(p: _Progress, to: str) -> int:
     attempts = 0
     for entry in reversed(p.history):
-        if entry.to != inp.spec.version or entry.result is UpgradeResult.SUCCEEDED:
+        if entry.to != to or entry.result is UpgradeResult.SUCCEEDED:
             break
         attempts += 1
     return attempts + 1
@@ -448,32 +500,42 @@ def _begin_upgrade(inp: Inputs, p: _Progress) -> tuple[_Progress, bool]:
     """spec.version differs from the running version: start an upgrade, unless refused."""
     assert p.current_version is not None
     current, target = p.current_version, inp.spec.version
+    path = upgrade_path(inp, current)
+    to = path.hops[0]
     token = inp.annotations.get(RETRY_ANNOTATION)
-    failed = _previous_failure(inp, p)
+    failed = _previous_failure(p, to)
     if failed is not None and (token is None or token == p.retry_token):
+        stopped = f" (a hop of the path to {target}, which stopped there)" if to != target else ""
         message = (
-            f"the upgrade {current} -> {target} {failed.result.value}: {failed.message}; "
+            f"the upgrade {current} -> {to}{stopped} {failed.result.value}: {failed.message}; "
             f"change spec.version, or set annotation {RETRY_ANNOTATION} to a new value to retry"
         )
         keep = (
             steady_plan(inp.spec, current) if failed.result is UpgradeResult.ROLLED_BACK else None
         )
         return _blocked(p, Reason.UPGRADE_FAILED, message, keep), False
-    change = classify(current, target)
     refused = _refused_downgrade(inp, current)
     if refused:
         return _blocked(p, Reason.DOWNGRADE_REFUSED, refused, steady_plan(inp.spec, current)), False
+    path_blocker = _path_blocker(inp, current)
+    if path_blocker is not None:
+        # Held before anything is touched: the children stay on the running version.
+        reason, why = path_blocker
+        return _blocked(p, reason, why, steady_plan(inp.spec, current)), False
+    change = classify(current, to)
     assert change.kind is not None
     upgrade = UpgradeStatus(
         from_version=current,
-        to=target,
+        to=to,
         kind=change.kind,
         strategy=inp.spec.upgrade.strategy,
         step=Step.PREFLIGHT,
         started_at=inp.now,
         step_started_at=inp.now,
-        attempt=_attempt(inp, p),
+        attempt=_attempt(p, to),
+        hop=p.next_hop,
     )
+    upgrade = _with_path(upgrade, target, path.hops[1:])
     started = dataclasses.replace(
         p, upgrade=upgrade, retry_token=token if token is not None else p.retry_token
     )
@@ -500,8 +562,13 @@ def _steady(inp: Inputs, p: _Progress) -> tuple[_Progress, bool]:
 def _retarget(inp: Inputs, p: _Progress) -> tuple[_Progress, bool] | None:
     """spec.version changed before migrations started: follow it (or cancel)."""
     assert p.upgrade is not None
-    u, target = p.upgrade, inp.spec.version
-    if target == u.to or u.step not in RETARGETABLE_STEPS:
+    u = p.upgrade
+    if u.step not in RETARGETABLE_STEPS:
+        return None
+    path = upgrade_path(inp, u.from_version)
+    # A path that may not start (UpgradePathRequired, ...) cancels: Preflight then says why.
+    target = path.hops[0] if path.runnable else u.from_version
+    if target == u.to:
         return None
     change = classify(u.from_version, target)
     allowed = inp.annotations.get(ALLOW_DOWNGRADE_ANNOTATION, "").lower() == "true"
@@ -509,16 +576,37 @@ def _retarget(inp: Inputs, p: _Progress) -> tuple[_Progress, bool] | None:
         if u.step is Step.PREFLIGHT:  # nothing was touched yet
             cancelled = dataclasses.replace(p, upgrade=None)
             return cancelled.emit("Normal", "UpgradeCancelled", f"{_summary(u)} cancelled"), True
-        why = f"{CANCELLED}: spec.version changed to {target}"
+        why = f"{CANCELLED}: spec.version changed to {inp.spec.version}"
         return _to_step(p, Step.ROLLING_BACK, inp.now, why), True
     assert change.kind is not None
-    moved = u.model_copy(update={"to": target, "kind": change.kind})
+    moved = _with_path(
+        u.model_copy(update={"to": target, "kind": change.kind}), inp.spec.version, path.hops[1:]
+    )
     retargeted = dataclasses.replace(p, upgrade=moved).emit(
         "Normal", "UpgradeRetargeted", f"{_summary(u)} now targets {target}"
     )
     if u.step is Step.PREFLIGHT:
         return _to_step(retargeted, Step.PREFLIGHT, inp.now), True
     return retargeted, True
+
+
+def _refresh_path(inp: Inputs, p: _Progress) -> _Progress:
+    """The recorded path left after this hop, re-planned from the hop's target.
+
+    spec.version or spec.upgrade.via changed while a hop runs: the hop goes on (or was
+    retargeted), and the path after it follows the spec. A path that may not continue keeps what
+    was recorded; the next hop's start says why (UpgradePathRequired, ...).
+    """
+    assert p.upgrade is not None
+    u = p.upgrade
+    path = upgrade_path(inp, u.to)
+    if not path.runnable:
+        return p
+    after = () if u.to == inp.spec.version else path.hops
+    refreshed = _with_path(u, inp.spec.version, after)
+    if refreshed == u:
+        return p
+    return dataclasses.replace(p, upgrade=refreshed)
 
 
 def _pods_left_behind(inp: Inputs, version: str) -> dict[Component, list[str]]:
@@ -608,16 +696,73 @@ def _migrating_database(inp: Inputs, p: _Progress) -> tuple[_Progress, bool]:
         return _fail(
             inp, progress, f"jobs-runner pod {crashing[0]} of {u.to} is crash-looping"
         ), True
-    if _timed_out(inp, u, inp.spec.upgrade.migration_timeout):
-        limit = inp.spec.upgrade.migration_timeout
-        why = f"the jobs-runner on {u.to} was not Ready within migrationTimeout {limit}"
+    migration = _migration_progress(inp, u)
+    progress = dataclasses.replace(progress, upgrade=u.model_copy(update={"migration": migration}))
+    limit = inp.spec.upgrade.migration_timeout
+    quiet = _elapsed(inp, migration.last_progress_at)
+    if quiet > parse_duration(limit):
+        why = (
+            f"the jobs-runner on {u.to} was not Ready and the migration showed no progress for "
+            f"migrationTimeout {limit} (last progress at {migration.last_progress_at.isoformat()})"
+        )
         return _fail(inp, progress, why), True
+    deadline = inp.spec.upgrade.migration_deadline
+    if deadline is not None and _timed_out(inp, u, deadline):
+        why = f"the jobs-runner on {u.to} was not Ready within migrationDeadline {deadline}"
+        return _fail(inp, progress, why), True
+    if quiet > parse_duration(limit) / 4 and not migration.stall_reported:
+        stalled = migration.model_copy(update={"stall_reported": True})
+        progress = dataclasses.replace(
+            progress, upgrade=u.model_copy(update={"migration": stalled})
+        ).emit(
+            "Warning",
+            "MigrationStalled",
+            f"{_summary(u)}: no migration progress for {int(quiet)}s (a quarter of "
+            f"migrationTimeout {limit}); rolled back after {limit} without progress",
+        )
     detail = ""
     if inp.database is not None and inp.database.migrations_applied is not None:
         applied, blocked = inp.database.migrations_applied, inp.database.blocked_queries or 0
         detail = f" ({applied} migrations recorded, {blocked} blocked queries)"
     waiting = f"migrating: waiting for the jobs-runner on {u.to} to become Ready{detail}"
     return dataclasses.replace(progress, waiting=waiting), False
+
+
+def _migration_progress(inp: Inputs, u: UpgradeStatus) -> MigrationProgress:
+    """The migration's progress, with what this probe shows (docs/design.md §11).
+
+    Progress is a new row in the migrations table or a statement of another session running
+    (not waiting on a lock); sessions waiting on a lock are shown but are no progress. The step's
+    start counts as progress, so migrationTimeout never counts from before it.
+    """
+    recorded = u.migration or MigrationProgress(last_progress_at=u.step_started_at)
+    probe = inp.database
+    if probe is None or not probe.reachable:
+        return recorded
+    count, running = probe.migrations_applied, probe.running_statements or 0
+    if u.migration is None:  # the first look: the rows already there are the baseline
+        return recorded.model_copy(update={"migrations_seen": count, "running_statements": running})
+    if probe.checked_at <= recorded.last_progress_at:
+        return recorded
+    new_rows = count is not None and (
+        recorded.migrations_seen is None or count > recorded.migrations_seen
+    )
+    if not new_rows and not running:
+        return recorded.model_copy(update={"running_statements": 0})
+    seen = []
+    if new_rows:
+        seen.append(f"{count} migrations recorded")
+    if running:
+        seen.append(f"{running} statements running")
+    return recorded.model_copy(
+        update={
+            "migrations_seen": count if count is not None else recorded.migrations_seen,
+            "running_statements": running,
+            "last_progress_at": probe.checked_at,
+            "progress": ", ".join(seen),
+            "stall_reported": False,
+        }
+    )
 
 
 def _new_version_plan(inp: Inputs, u: UpgradeStatus) -> dict[Component, WorkloadPlan]:
@@ -747,7 +892,7 @@ def _advance(inp: Inputs, p: _Progress) -> tuple[_Progress, bool]:
         retargeted = _retarget(inp, p)
         if retargeted is not None:
             return retargeted
-        return _STEPS[p.upgrade.step](inp, p)
+        return _STEPS[p.upgrade.step](inp, _refresh_path(inp, p))
     if p.current_version is None:
         adopted = _adopted_version(inp)
         if adopted is not None:
@@ -874,6 +1019,7 @@ def _database_status(inp: Inputs) -> DatabaseStatus | None:
         server_version=probe.server_version,
         migrations_applied=probe.migrations_applied,
         blocked_queries=probe.blocked_queries,
+        running_statements=probe.running_statements,
     )
 
 

@@ -27,6 +27,16 @@ LOCK_TIMEOUT_MS = 500
 TCP_USER_TIMEOUT_MS = 5000
 # The longest a probe may take in all (a connect, three statements, with margin).
 PROBE_DEADLINE_SECONDS = 15.0
+# The probe's own sessions (of every operator replica) are not a migration at work.
+APPLICATION_NAME = "retool-operator"
+# Sessions waiting on a lock, and statements of other sessions running (not waiting on a lock):
+# the second is progress of a migration that is busy with one long statement.
+_ACTIVITY = (
+    "SELECT count(*) FILTER (WHERE wait_event_type = 'Lock'), "
+    "count(*) FILTER (WHERE state = 'active' AND wait_event_type IS DISTINCT FROM 'Lock' "
+    "AND pid <> pg_backend_pid() AND application_name <> %s) "
+    "FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend'"
+)
 # libpq's sslmode names equal the spec's.
 _SSL_MODES = {mode: mode.value for mode in SslMode}
 
@@ -78,7 +88,7 @@ def _scrub(error: Exception, target: Target) -> str:
 
 
 def probe(target: Target, now: datetime) -> DatabaseProbe:
-    """Connect once and read the server version, the migrations count and blocked sessions."""
+    """Connect once: the server version, the migrations count, blocked and running sessions."""
     try:
         with psycopg.connect(
             host=target.host,
@@ -90,7 +100,7 @@ def probe(target: Target, now: datetime) -> DatabaseProbe:
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
             options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS} "
             f"-c lock_timeout={LOCK_TIMEOUT_MS}",
-            application_name="retool-operator",
+            application_name=APPLICATION_NAME,
             autocommit=True,
             tcp_user_timeout=TCP_USER_TIMEOUT_MS,
             keepalives=1,
@@ -99,10 +109,7 @@ def probe(target: Target, now: datetime) -> DatabaseProbe:
             keepalives_count=2,
         ) as conn:
             version_num = int(conn.info.server_version)
-            blocked = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            ).fetchone()
+            activity = conn.execute(_ACTIVITY, (APPLICATION_NAME,)).fetchone()
             migrations = _migrations_applied(conn, target.migrations_table)
             return DatabaseProbe(
                 checked_at=now,
@@ -110,7 +117,8 @@ def probe(target: Target, now: datetime) -> DatabaseProbe:
                 server_version=_version_text(version_num),
                 server_version_num=version_num,
                 migrations_applied=migrations,
-                blocked_queries=int(str(blocked[0])) if blocked else 0,
+                blocked_queries=int(str(activity[0])) if activity else 0,
+                running_statements=int(str(activity[1])) if activity else 0,
             )
     except psycopg.Error as error:
         return DatabaseProbe(checked_at=now, reachable=False, error=_scrub(error, target))
