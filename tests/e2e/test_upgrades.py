@@ -437,4 +437,4 @@ def test_a_settings_change_mid_upgrade_is_carried_along(
     labels = [m.labels or {} for m in running if m.deletion_timestamp is None]
     assert labels, "no pods"
     assert all(label.get("team") == "platform" for label in labels), labels
-    assert set(_images(kube_api, namespace).values()) == {f"tryretool/backend:{NEW}"}
+    assert set(retool.images(kube_api, namespace).values()) == {f"tryretool/backend:{NEW}"}

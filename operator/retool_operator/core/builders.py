@@ -28,8 +28,8 @@ from typing import Any
 
 from retool_operator.core import naming
 from retool_operator.core.models import (
-    CodeExecutorMode,
     MAX_TIMEOUT_HOURS,
+    CodeExecutorMode,
     Component,
     ComponentSpec,
     EnvVar,
