@@ -307,7 +307,7 @@ def test_every_service_type_matches_the_chart(
         assert status[key]["summary"] == f"{replicas}/{replicas} {OLD}", component
     wide = retool.kubectl(kubeconfig, "get", "rtd", NAME, "-n", namespace, "-o", "wide").stdout
     header, row = wide.splitlines()
-    assert header.split()[:6] == ["NAME", "VERSION", "CURRENT", "PHASE", "STEP", "READY"]
+    assert header.split()[:7] == ["NAME", "VERSION", "CURRENT", "PHASE", "STEP", "PATH", "READY"]
     assert row.count(OLD) == 1 + 1 + len(COMPONENTS)  # VERSION, CURRENT, one per component
     default = retool.kubectl(kubeconfig, "get", "rtd", NAME, "-n", namespace).stdout
     assert default.splitlines()[0].split() == ["NAME", "VERSION", "PHASE", "READY", "AGE"]
